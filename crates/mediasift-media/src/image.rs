@@ -1,0 +1,262 @@
+//! Still images: header checked against limits before any pixel allocation, EXIF orientation
+//! applied, output RGB8 (alpha composited over white).
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
+use mediasift_core::{ErrorKind, IntakeConfig, MediaError};
+use serde::Serialize;
+
+use crate::dimensions::header_dimensions;
+use crate::exif::{self, ExifSummary};
+use crate::sniff::Format;
+
+/// A decoded still image (or the first frame of an animation).
+#[derive(Debug, Clone)]
+pub struct DecodedImage {
+    /// Display-oriented pixels.
+    pub rgb: RgbImage,
+    pub info: ImageInfo,
+}
+
+/// What is known about an image besides its pixels.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImageInfo {
+    /// Width and height as displayed (after EXIF orientation).
+    pub width: u32,
+    pub height: u32,
+    /// Colour layout as stored (`L8`, `Rgb16`, `Rgba8`, `Cmyk8` …).
+    pub color: String,
+    pub has_alpha: bool,
+    /// EXIF orientation tag (1–8) when not the identity.
+    pub exif_orientation: Option<u8>,
+    /// Number of frames of an animation (GIF/WebP).
+    pub frame_count: Option<u32>,
+    pub exif: Option<ExifSummary>,
+    /// Set when the built-in decoder could not handle the file and ffmpeg decoded it.
+    pub decoded_by: &'static str,
+}
+
+const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1A\n";
+
+fn image_format(format: Format) -> Option<ImageFormat> {
+    Some(match format {
+        Format::Jpeg => ImageFormat::Jpeg,
+        Format::Png => ImageFormat::Png,
+        Format::Gif => ImageFormat::Gif,
+        Format::Webp => ImageFormat::WebP,
+        Format::Tiff => ImageFormat::Tiff,
+        Format::Bmp => ImageFormat::Bmp,
+        _ => return None,
+    })
+}
+
+/// Decodes an image held in memory.
+pub fn decode_image(
+    path: &Path,
+    bytes: &[u8],
+    format: Format,
+    limits: &IntakeConfig,
+) -> Result<DecodedImage, MediaError> {
+    let name = format.as_str().to_ascii_uppercase();
+    let fmt = image_format(format).ok_or_else(|| {
+        MediaError::new(
+            path,
+            ErrorKind::Unsupported,
+            format!("{name} is not an image"),
+        )
+    })?;
+    if let Some((w, h)) = header_dimensions(format, bytes) {
+        check_pixels(path, w, h, limits)?;
+    }
+    match format {
+        Format::Jpeg => check_jpeg_complete(path, bytes)?,
+        Format::Png if !bytes.starts_with(PNG_SIGNATURE) => {
+            return Err(MediaError::new(
+                path,
+                ErrorKind::Corrupt,
+                "corrupt PNG: damaged signature (typically a text-mode transfer rewrote line endings)",
+            ));
+        }
+        _ => {}
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), fmt);
+    reader.limits(image_limits(limits));
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| map_error(path, &name, bytes, e))?;
+    let (w, h) = decoder.dimensions();
+    check_pixels(path, w, h, limits)?;
+    let original = decoder.original_color_type();
+    let color = format!("{original:?}");
+    let has_alpha = decoder.color_type().has_alpha();
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let exif_orientation = orientation_tag(orientation);
+    let mut img =
+        DynamicImage::from_decoder(decoder).map_err(|e| map_error(path, &name, bytes, e))?;
+    img.apply_orientation(orientation);
+    let frame_count = match format {
+        Format::Gif => Some(count_gif_frames(bytes)),
+        _ => None,
+    };
+    let rgb = to_rgb_over_white(img);
+    Ok(DecodedImage {
+        info: ImageInfo {
+            width: rgb.width(),
+            height: rgb.height(),
+            color,
+            has_alpha,
+            exif_orientation,
+            frame_count,
+            exif: exif::read(bytes),
+            decoded_by: "image-rs",
+        },
+        rgb,
+    })
+}
+
+pub(crate) fn check_pixels(
+    path: &Path,
+    w: u32,
+    h: u32,
+    limits: &IntakeConfig,
+) -> Result<(), MediaError> {
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > limits.max_pixels {
+        return Err(MediaError::new(
+            path,
+            ErrorKind::TooLarge,
+            format!(
+                "image too large: {w}x{h} exceeds max_pixels {}",
+                limits.max_pixels
+            ),
+        ));
+    }
+    if pixels == 0 {
+        return Err(MediaError::new(
+            path,
+            ErrorKind::Corrupt,
+            format!("image has no pixels: {w}x{h}"),
+        ));
+    }
+    Ok(())
+}
+
+fn image_limits(limits: &IntakeConfig) -> image::Limits {
+    let mut l = image::Limits::default();
+    // Largest per-pixel footprint a decoder may need: RGBA at 32-bit float.
+    l.max_alloc = Some(limits.max_pixels.saturating_mul(16).max(64 << 20));
+    l
+}
+
+/// JPEG decoders happily fill a truncated scan with grey; a file whose last scan has no EOI
+/// marker after it is cut off, and we say so instead of analyzing half an image.
+fn check_jpeg_complete(path: &Path, bytes: &[u8]) -> Result<(), MediaError> {
+    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    let has_eoi = match last_sos {
+        Some(pos) => bytes[pos..].windows(2).any(|w| w == [0xFF, 0xD9]),
+        None => false,
+    };
+    if has_eoi {
+        return Ok(());
+    }
+    let reason = match last_sos {
+        Some(_) => format!(
+            "truncated JPEG: image data ends at byte {} without an end-of-image marker",
+            bytes.len()
+        ),
+        None => format!(
+            "truncated JPEG: no image data (start of scan) in {} bytes",
+            bytes.len()
+        ),
+    };
+    Err(MediaError::new(path, ErrorKind::Truncated, reason))
+}
+
+fn map_error(path: &Path, name: &str, bytes: &[u8], err: ImageError) -> MediaError {
+    let text = readable(&err.to_string());
+    let lower = text.to_ascii_lowercase();
+    let (kind, msg) = match &err {
+        ImageError::Limits(_) => (
+            ErrorKind::TooLarge,
+            format!(
+                "image too large: decoding {name} would need more memory than the max_pixels limit allows ({text})"
+            ),
+        ),
+        ImageError::Unsupported(_) => (
+            ErrorKind::Unsupported,
+            format!("unsupported {name}: {text}"),
+        ),
+        ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => (
+            ErrorKind::Truncated,
+            format!(
+                "truncated {name}: unexpected end of data at byte {}",
+                bytes.len()
+            ),
+        ),
+        _ if lower.contains("eof") || lower.contains("end of") || lower.contains("truncated") => (
+            ErrorKind::Truncated,
+            format!(
+                "truncated {name}: unexpected end of data at byte {} ({text})",
+                bytes.len()
+            ),
+        ),
+        _ => (ErrorKind::Corrupt, format!("corrupt {name}: {text}")),
+    };
+    MediaError::new(path, kind, msg)
+}
+
+/// Decoder messages sometimes embed raw bytes (`ChunkType { type: ô¨\u{81}á, … }`); users get
+/// the sentence without the garbage.
+fn readable(msg: &str) -> String {
+    let mut out = msg.to_string();
+    while let Some(start) = out.find("ChunkType {") {
+        let end = out[start..].find('}').map_or(out.len(), |e| start + e + 1);
+        out.replace_range(start..end, "an invalid chunk");
+    }
+    out.chars().filter(|c| !c.is_control()).collect()
+}
+
+fn orientation_tag(o: image::metadata::Orientation) -> Option<u8> {
+    use image::metadata::Orientation::*;
+    match o {
+        NoTransforms => None,
+        FlipHorizontal => Some(2),
+        Rotate180 => Some(3),
+        FlipVertical => Some(4),
+        Rotate90FlipH => Some(5),
+        Rotate90 => Some(6),
+        Rotate270FlipH => Some(7),
+        Rotate270 => Some(8),
+    }
+}
+
+fn count_gif_frames(bytes: &[u8]) -> u32 {
+    use image::AnimationDecoder;
+    let Ok(decoder) = image::codecs::gif::GifDecoder::new(Cursor::new(bytes)) else {
+        return 1;
+    };
+    let n = decoder.into_frames().take_while(Result::is_ok).count();
+    u32::try_from(n).unwrap_or(u32::MAX).max(1)
+}
+
+/// Converts to RGB8; transparent pixels become white rather than whatever colour hid under alpha.
+pub(crate) fn to_rgb_over_white(img: DynamicImage) -> RgbImage {
+    if !img.color().has_alpha() {
+        return img.into_rgb8();
+    }
+    let rgba = img.into_rgba8();
+    let (w, h) = rgba.dimensions();
+    let mut out = RgbImage::new(w, h);
+    for (src, dst) in rgba.pixels().zip(out.pixels_mut()) {
+        let a = u16::from(src[3]);
+        for c in 0..3 {
+            let v = (u16::from(src[c]) * a + 255 * (255 - a) + 127) / 255;
+            dst[c] = u8::try_from(v).unwrap_or(255);
+        }
+    }
+    out
+}

@@ -1,0 +1,103 @@
+//! Analyzers: each turns decoded content into one named, versioned JSON output. Every analyzer has
+//! the same shape (a struct built from config, `NAME`/`VERSION`, `analyze`), so adding one means
+//! adding a file here and a line in [`Analyzers::from_config`].
+
+mod loudness;
+mod metadata;
+mod phash;
+mod thumbnail;
+
+use mediasift_core::Config;
+use mediasift_media::Intake;
+
+pub use loudness::Loudness;
+pub use metadata::Metadata;
+pub use phash::{PerceptualHash, hamming, phash64};
+pub use thumbnail::Thumbnail;
+
+/// What an analyzer produced for one file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub value: serde_json::Value,
+    /// A 64-bit perceptual hash to index for near-duplicate lookup.
+    pub phash: Option<u64>,
+    /// Blobs to store (object key, bytes); written before the record that references them.
+    pub blobs: Vec<(String, Vec<u8>)>,
+}
+
+impl Output {
+    pub fn value(value: serde_json::Value) -> Output {
+        Output {
+            value,
+            phash: None,
+            blobs: Vec::new(),
+        }
+    }
+}
+
+/// Context shared by the analyzers of one file.
+#[derive(Debug, Clone, Copy)]
+pub struct FileContext<'a> {
+    pub content_hash: &'a str,
+    pub size_bytes: u64,
+}
+
+/// One analysis step. `analyze` returns `None` when the analyzer does not apply to the content
+/// (loudness of an image); analyzers never fail a file that decoded.
+pub trait Analyzer: Send + Sync + std::fmt::Debug {
+    fn name(&self) -> &'static str;
+    /// Bumped whenever the output for the same input changes; stored results of older versions
+    /// are recomputed on the next run.
+    fn version(&self) -> &'static str;
+    fn analyze(&self, intake: &Intake, ctx: FileContext<'_>) -> Option<Output>;
+}
+
+/// The enabled analyzers, in a fixed order.
+#[derive(Debug)]
+pub struct Analyzers {
+    list: Vec<Box<dyn Analyzer>>,
+    signature: String,
+}
+
+impl Analyzers {
+    pub fn from_config(cfg: &Config) -> Analyzers {
+        let a = cfg.analyzers();
+        let mut list: Vec<Box<dyn Analyzer>> = Vec::new();
+        if a.metadata {
+            list.push(Box::new(Metadata));
+        }
+        if a.phash {
+            list.push(Box::new(PerceptualHash));
+        }
+        if a.loudness {
+            list.push(Box::new(Loudness::new(cfg.intake().silence_threshold_dbfs)));
+        }
+        if a.thumbnail {
+            list.push(Box::new(Thumbnail::new(a.thumbnail_size)));
+        }
+        Analyzers::new(list)
+    }
+
+    pub fn new(list: Vec<Box<dyn Analyzer>>) -> Analyzers {
+        let mut parts: Vec<String> = list
+            .iter()
+            .map(|a| format!("{}@{}", a.name(), a.version()))
+            .collect();
+        // The intake version covers sniffing/decoding changes that alter every result.
+        parts.insert(0, format!("intake@{}", crate::INTAKE_VERSION));
+        Analyzers {
+            signature: parts.join(","),
+            list,
+        }
+    }
+
+    /// Names and versions of everything that shapes a file's record; a re-run skips a file only
+    /// when its content hash and this signature are unchanged.
+    pub fn signature(&self) -> &str {
+        &self.signature
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &dyn Analyzer> {
+        self.list.iter().map(|a| a.as_ref())
+    }
+}

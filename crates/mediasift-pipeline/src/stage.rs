@@ -1,0 +1,183 @@
+//! The analysis stage of one file, shared by the embedded run and (later) the distributed
+//! workers: sniff, decode under the watchdog, run the analyzers. Transport and storage are the
+//! caller's business.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use mediasift_core::{Config, ErrorInfo, FileStatus, Flag, MediaError, MediaKind};
+use mediasift_media::{Intake, SNIFF_LEN, Sniffed, Tools, decode_file, sniff};
+use mediasift_store::{AnalysisRow, FileRow};
+
+use crate::analyzer::{Analyzers, FileContext};
+use crate::metrics::Metrics;
+use crate::watchdog::run_guarded;
+
+/// Everything produced for one file, ready to be stored.
+#[derive(Debug, Clone)]
+pub struct Processed {
+    pub file: FileRow,
+    pub analyses: Vec<AnalysisRow>,
+    pub phash: Option<u64>,
+    /// Blobs to write before the record (object key, bytes).
+    pub blobs: Vec<(String, Vec<u8>)>,
+}
+
+/// The configured analysis stage.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    cfg: Arc<Config>,
+    tools: Arc<Tools>,
+    analyzers: Arc<Analyzers>,
+    metrics: Metrics,
+}
+
+impl Stage {
+    pub fn new(cfg: Arc<Config>, tools: Tools, metrics: Metrics) -> Stage {
+        let analyzers = Arc::new(Analyzers::from_config(&cfg));
+        Stage {
+            cfg,
+            tools: Arc::new(tools),
+            analyzers,
+            metrics,
+        }
+    }
+
+    pub fn signature(&self) -> &str {
+        self.analyzers.signature()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// A record for a file that failed before it could be analyzed (unreadable, too large).
+    pub fn failed(
+        &self,
+        record_path: String,
+        hash: Option<String>,
+        size: u64,
+        kind: MediaKind,
+        err: &MediaError,
+    ) -> Processed {
+        Processed {
+            file: FileRow {
+                path: record_path,
+                content_hash: hash,
+                size_bytes: size,
+                kind,
+                format: None,
+                status: FileStatus::Failed,
+                error: Some(ErrorInfo {
+                    kind: err.kind,
+                    message: err.message.clone(),
+                }),
+                flags: Vec::new(),
+                pipeline_signature: self.signature().to_string(),
+            },
+            analyses: Vec::new(),
+            phash: None,
+            blobs: Vec::new(),
+        }
+    }
+
+    /// Decodes and analyzes one local file whose content hash is known.
+    pub async fn analyze(
+        &self,
+        path: &Path,
+        record_path: String,
+        hash: String,
+        size: u64,
+    ) -> Processed {
+        let kind = sniff_kind(path);
+        let started = Instant::now();
+        let timeout = self.cfg.decode_timeout;
+        let (cfg, tools, analyzers) =
+            (self.cfg.clone(), self.tools.clone(), self.analyzers.clone());
+        let owned_path: PathBuf = path.to_path_buf();
+        let hash_for_work = hash.clone();
+        let result = run_guarded(path, timeout, &self.metrics, move || {
+            let deadline = Instant::now() + timeout;
+            let intake = decode_file(&owned_path, &cfg, &tools, deadline)?;
+            Ok(run_analyzers(&intake, &analyzers, &hash_for_work, size))
+        })
+        .await;
+        self.metrics
+            .decode_seconds
+            .with_label_values(&[kind.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(done) => Processed {
+                file: FileRow {
+                    path: record_path,
+                    content_hash: Some(hash),
+                    pipeline_signature: self.signature().to_string(),
+                    ..done.file
+                },
+                ..done
+            },
+            Err(err) => self.failed(record_path, Some(hash), size, kind, &err),
+        }
+    }
+}
+
+fn run_analyzers(intake: &Intake, analyzers: &Analyzers, hash: &str, size: u64) -> Processed {
+    let ctx = FileContext {
+        content_hash: hash,
+        size_bytes: size,
+    };
+    let mut analyses = Vec::new();
+    let mut phash = None;
+    let mut blobs = Vec::new();
+    for analyzer in analyzers.iter() {
+        if let Some(out) = analyzer.analyze(intake, ctx) {
+            phash = phash.or(out.phash);
+            blobs.extend(out.blobs);
+            analyses.push(AnalysisRow {
+                analyzer: analyzer.name().into(),
+                version: analyzer.version().into(),
+                output: out.value,
+            });
+        }
+    }
+    let mut flags = Vec::new();
+    if intake.extension_mismatch.is_some() {
+        flags.push(Flag::ExtensionMismatch);
+    }
+    if intake.decoded.truncated() {
+        flags.push(Flag::Truncated);
+    }
+    Processed {
+        file: FileRow {
+            path: String::new(),
+            content_hash: None,
+            size_bytes: size,
+            kind: intake.kind,
+            format: Some(intake.format.as_str().to_string()),
+            status: FileStatus::Ok,
+            error: None,
+            flags,
+            pipeline_signature: String::new(),
+        },
+        analyses,
+        phash,
+        blobs,
+    }
+}
+
+/// The kind a file's first bytes suggest, to label failures of files that never decoded.
+fn sniff_kind(path: &Path) -> MediaKind {
+    let mut head = Vec::with_capacity(SNIFF_LEN);
+    let read =
+        std::fs::File::open(path).and_then(|f| f.take(SNIFF_LEN as u64).read_to_end(&mut head));
+    match (read, sniff(&head)) {
+        (Ok(_), Sniffed::Media(format)) => format.default_kind(),
+        _ => MediaKind::Unknown,
+    }
+}

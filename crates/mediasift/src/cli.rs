@@ -1,0 +1,100 @@
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Analyse media archives (images, audio, video, text) into searchable, moderated records.
+#[derive(Debug, Parser)]
+#[command(name = "mediasift", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Config file layered over `config/mediasift.toml` and under `MEDIASIFT__SECTION__KEY` env.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (database and blobs); overrides `store.data_dir`.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter (`info`, `debug`, `mediasift_media=debug` …); RUST_LOG works too.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Analyze files and folders into the embedded store (SQLite + local blobs).
+    Analyze(AnalyzeArgs),
+    /// Write every record, one JSON object per line.
+    Export(ExportArgs),
+    /// Print the record(s) of a path or content hash.
+    Show {
+        /// A recorded path, or a content hash (or a prefix of ≥ 8 hex digits).
+        path_or_hash: String,
+    },
+    /// List failed files with their reasons.
+    Failures,
+    /// List groups of near-duplicate images.
+    Duplicates {
+        /// Max differing pHash bits (default from `duplicates.max_hamming_distance`).
+        #[arg(long)]
+        max_distance: Option<u32>,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// Files or folders to analyze (folders recursively).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Re-analyze files even when their content and the analyzers are unchanged.
+    #[arg(long)]
+    pub force: bool,
+    /// Include hidden files and folders.
+    #[arg(long)]
+    pub hidden: bool,
+    /// Never draw a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Write Prometheus metrics of the run to this file (textfile-collector format).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    pub format: ExportFormat,
+    /// Output file (default: stdout).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (defaults, files and environment merged) as TOML.
+    Show,
+}

@@ -1,0 +1,20 @@
+mod analyze;
+mod config;
+mod export;
+mod inspect;
+
+use crate::cli::{Cli, Command, ConfigCommand};
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Analyze(args) => analyze::run(g, args).await,
+        Command::Export(args) => export::run(g, args).await,
+        Command::Show { path_or_hash } => inspect::show(g, &path_or_hash).await,
+        Command::Failures => inspect::failures(g).await,
+        Command::Duplicates { max_distance } => inspect::duplicates(g, max_distance).await,
+        Command::Config {
+            command: ConfigCommand::Show,
+        } => config::show(g),
+    }
+}

@@ -1,0 +1,286 @@
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::common::{analyze, count_files, export, fixtures, mediasift, ok};
+
+/// How a robust reader reacts to each hostile fixture (tests/fixtures/media/MANIFEST.tsv).
+fn expected_bad(path: &str) -> (&'static str, Option<&'static str>, &'static [&'static str]) {
+    // (status, error kind, flags)
+    match path {
+        "bad/bad_01.jpg" | "bad/bad_02.png" => ("failed", Some("truncated"), &[]),
+        "bad/bad_03.png" => ("failed", Some("corrupt"), &[]),
+        "bad/bad_04.gif" | "bad/bad_05.tif" | "bad/bad_06.png" => {
+            ("failed", Some("too_large"), &[])
+        }
+        "bad/bad_07.jpg" => ("failed", Some("empty"), &[]),
+        "bad/bad_10.mp4" | "bad/bad_11.jpg" => ("failed", Some("not_media"), &[]),
+        "bad/bad_08.jpg" | "bad/bad_09.jpg" | "bad/derived_wav_named.mp3" => {
+            ("ok", None, &["extension_mismatch"])
+        }
+        "bad/bad_12.wav" | "bad/bad_13.wav" | "bad/bad_14.mp3" | "bad/bad_15.mp4" => {
+            ("ok", None, &["truncated"])
+        }
+        other => panic!("no expectation for {other}"),
+    }
+}
+
+#[test]
+fn analyze_records_every_fixture_as_the_manifest_expects() {
+    let root = fixtures();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let m = analyze(&root, &data, &["--no-progress"], &[]);
+    let records = export(&data, &root);
+    assert_eq!(records.len(), count_files(&root), "one record per file");
+    // derived_wav_named.mp3 is a byte copy of speech_07.wav: whichever comes second may reuse.
+    assert_eq!(
+        m.get("analyzed") + m.get("reused") + m.get("failed"),
+        records.len() as u64
+    );
+
+    for (path, r) in &records {
+        for field in [
+            "path",
+            "content_hash",
+            "kind",
+            "status",
+            "error",
+            "analyses",
+            "flags",
+        ] {
+            assert!(r.get(field).is_some(), "{path}: missing {field}");
+        }
+        assert_eq!(
+            r["content_hash"].as_str().map(str::len),
+            Some(64),
+            "{path}: BLAKE3 hex"
+        );
+        if path.starts_with("bad/") {
+            let (status, error, flags) = expected_bad(path);
+            assert_eq!(r["status"], status, "{path}: {r}");
+            assert_eq!(r["error"]["kind"].as_str(), error, "{path}: {r}");
+            if error.is_some() {
+                assert!(
+                    r["error"]["message"].as_str().is_some_and(|m| m.len() > 8),
+                    "{path}: a reason"
+                );
+            }
+            let got: Vec<&str> = r["flags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            assert_eq!(got, flags, "{path}");
+        } else {
+            assert_eq!(r["status"], "ok", "{path}: {r}");
+            assert!(r["error"].is_null());
+            assert_eq!(r["flags"], serde_json::json!([]), "{path}");
+        }
+    }
+
+    // Kinds as the manifest gives them, and the analyses each kind must have.
+    let manifest = std::fs::read_to_string(root.join("MANIFEST.tsv")).unwrap();
+    for line in manifest.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let (path, kind) = (cols[0], cols[1]);
+        if kind == "bad" {
+            continue;
+        }
+        let r = &records[path];
+        assert_eq!(r["kind"], kind, "{path}");
+        let a = &r["analyses"];
+        assert!(a["metadata"].is_object(), "{path}: metadata");
+        match kind {
+            "image" => {
+                assert_eq!(
+                    a["phash"]["hash"].as_str().map(str::len),
+                    Some(16),
+                    "{path}: pHash"
+                );
+                let key = a["thumbnail"]["key"].as_str().expect("thumbnail key");
+                assert!(
+                    data.join("blobs").join(key).is_file(),
+                    "{path}: thumbnail blob {key}"
+                );
+            }
+            "audio" => {
+                assert!(
+                    a["metadata"]["duration_secs"]
+                        .as_f64()
+                        .is_some_and(|d| d > 1.0),
+                    "{path}"
+                );
+                assert!(
+                    a["loudness"]["integrated_lufs"]
+                        .as_f64()
+                        .is_some_and(|l| (-60.0..0.0).contains(&l)),
+                    "{path}: {a}"
+                );
+            }
+            "video" => {
+                assert!(
+                    a["metadata"]["frames_sampled"]
+                        .as_u64()
+                        .is_some_and(|n| n >= 1),
+                    "{path}"
+                );
+                assert!(
+                    a["phash"]["frames"]
+                        .as_array()
+                        .is_some_and(|f| !f.is_empty()),
+                    "{path}"
+                );
+                assert!(a["loudness"].is_object(), "{path}: soundtrack loudness");
+            }
+            "text" => assert!(
+                a["metadata"]["words"].as_u64().is_some_and(|w| w > 50),
+                "{path}"
+            ),
+            other => panic!("unexpected kind {other}"),
+        }
+    }
+    // The cockatoo video's soundtrack is digital silence.
+    assert_eq!(
+        records["video/video_01.mp4"]["analyses"]["loudness"]["silence_ratio"],
+        1.0
+    );
+}
+
+#[test]
+fn a_second_run_skips_everything_and_force_redoes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    for f in [
+        "images/photo_02.jpg",
+        "audio/speech_07.wav",
+        "text/doc_01.txt",
+        "bad/bad_01.jpg",
+    ] {
+        std::fs::copy(
+            fixtures().join(f),
+            input.join(Path::new(f).file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    let data = tmp.path().join("data");
+    let first = analyze(&input, &data, &[], &[]);
+    assert_eq!((first.get("analyzed"), first.get("failed")), (3, 1));
+    let second = analyze(&input, &data, &[], &[]);
+    assert_eq!(
+        (
+            second.get("skipped"),
+            second.get("analyzed"),
+            second.get("failed")
+        ),
+        (4, 0, 0)
+    );
+    let forced = analyze(&input, &data, &["--force"], &[]);
+    assert_eq!(
+        (
+            forced.get("analyzed"),
+            forced.get("failed"),
+            forced.get("skipped")
+        ),
+        (3, 1, 0)
+    );
+    // A changed file is analyzed again; the others stay skipped.
+    std::fs::copy(
+        fixtures().join("images/photo_14.jpg"),
+        input.join("photo_02.jpg"),
+    )
+    .unwrap();
+    let changed = analyze(&input, &data, &[], &[]);
+    assert_eq!((changed.get("analyzed"), changed.get("skipped")), (1, 3));
+}
+
+#[test]
+fn the_same_content_under_another_name_is_reused_not_recomputed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir(&a).unwrap();
+    std::fs::create_dir(&b).unwrap();
+    std::fs::copy(fixtures().join("images/photo_02.jpg"), a.join("cat.jpg")).unwrap();
+    std::fs::copy(
+        fixtures().join("images/photo_02.jpg"),
+        b.join("copy-of-cat.png"),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    assert_eq!(analyze(&a, &data, &[], &[]).get("analyzed"), 1);
+    let second = analyze(&b, &data, &[], &[]);
+    assert_eq!((second.get("reused"), second.get("analyzed")), (1, 0));
+    let records = export(&data, tmp.path());
+    let (orig, copy) = (&records["a/cat.jpg"], &records["b/copy-of-cat.png"]);
+    assert_eq!(orig["content_hash"], copy["content_hash"]);
+    assert_eq!(orig["analyses"], copy["analyses"]);
+    assert_eq!(copy["flags"], serde_json::json!(["extension_mismatch"]));
+    assert_eq!(orig["flags"], serde_json::json!([]));
+}
+
+#[test]
+fn the_decode_timeout_cuts_off_a_slow_decoder_and_the_run_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    // A 3312x2550 CCITT-G4 scan takes far longer than a millisecond to decode and hash-index.
+    std::fs::copy(fixtures().join("text/ocr_03.tif"), input.join("scan.tif")).unwrap();
+    let data = tmp.path().join("data");
+    let m = analyze(
+        &input,
+        &data,
+        &[],
+        &[("MEDIASIFT__INTAKE__DECODE_TIMEOUT_SECS", "0.001")],
+    );
+    assert_eq!(m.get("failed"), 1);
+    let records = export(&data, &input);
+    let r = &records["scan.tif"];
+    assert_eq!(r["error"]["kind"], "timeout", "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("decode_timeout_secs")
+    );
+}
+
+#[test]
+fn an_unusable_data_directory_is_a_fatal_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let data = file.join("data");
+    let out = mediasift(
+        &[
+            "analyze",
+            fixtures().join("text").to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("data directory"), "{err}");
+}
+
+#[test]
+fn per_file_failures_do_not_change_the_exit_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = mediasift(
+        &[
+            "analyze",
+            fixtures().join("bad").to_str().unwrap(),
+            "--data",
+            tmp.path().join("d").to_str().unwrap(),
+        ],
+        &[],
+    );
+    let table = ok(&out);
+    assert!(
+        table.contains("too_large ×3"),
+        "summary names the common reasons:\n{table}"
+    );
+}

@@ -1,0 +1,25 @@
+# Shared by the scripts: a warm build directory and the system packages the project needs.
+# Sourced, not run.
+
+# Builds outlive clean clones (CI clones afresh each run): keep them in one place per machine.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mediasift/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+# Installs what is missing: ffmpeg/ffprobe (video, Opus, reference decodes in tests) and the Rust
+# toolchain pinned in rust-toolchain.toml (rustup installs it on first use).
+ensure_system_packages() {
+    local missing=()
+    command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+    command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "==> installing ${missing[*]}"
+        local sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg >/dev/null
+    fi
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "error: cargo not found; install Rust with rustup (https://rustup.rs)" >&2
+        exit 1
+    fi
+}
