@@ -143,18 +143,25 @@ fn decode_container(
     deadline: Instant,
 ) -> Result<Decoded, MediaError> {
     if tools.ffprobe.is_none() || tools.ffmpeg.is_none() {
-        // Audio-only MP4/Matroska still decodes through symphonia; video needs ffmpeg.
-        return match audio::decode_audio(path, format, cfg.intake(), tools, deadline) {
-            Ok(a) if matches!(format, Format::Mp4 | Format::Matroska) => Ok(Decoded::Audio(a)),
-            _ => Err(MediaError::new(
+        // Without ffprobe only an MP4 that declares itself audio (M4A/M4B brands) is certain
+        // not to be video; symphonia decodes it. Anything else needs ffmpeg.
+        if format == Format::Mp4 && is_audio_only_mp4(path) {
+            return Ok(Decoded::Audio(audio::decode_audio(
                 path,
-                ErrorKind::MissingTool,
-                format!(
-                    "{} video needs ffmpeg and ffprobe, which are not installed (apt-get install ffmpeg)",
-                    format.as_str()
-                ),
-            )),
-        };
+                format,
+                cfg.intake(),
+                tools,
+                deadline,
+            )?));
+        }
+        return Err(MediaError::new(
+            path,
+            ErrorKind::MissingTool,
+            format!(
+                "{} needs ffmpeg and ffprobe, which are not installed (apt-get install ffmpeg)",
+                format.as_str()
+            ),
+        ));
     }
     let probe = video::probe(path, tools, deadline)?;
     if probe.video.is_some() {
@@ -238,6 +245,13 @@ fn image_via_ffmpeg(
         },
         rgb,
     })
+}
+
+/// The ftyp major brand of an audio-only MP4 (iTunes audio, audiobook, protected audio).
+fn is_audio_only_mp4(path: &Path) -> bool {
+    let mut head = [0u8; 12];
+    let read = File::open(path).and_then(|mut f| f.read_exact(&mut head));
+    read.is_ok() && matches!(&head[8..12], b"M4A " | b"M4B " | b"M4P ")
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

@@ -99,9 +99,9 @@ pub async fn run_embedded(
     while let Some(outcome) = out_rx.recv().await {
         let (kind, result) = match outcome {
             Outcome::Skipped(kind) => (kind, FileOutcome::Skipped),
-            Outcome::Write(processed, result) => {
+            Outcome::Write(mut processed, result) => {
                 let t = Instant::now();
-                if let Err(e) = write(&store, &blobs, &processed).await {
+                if let Err(e) = write(&store, &blobs, &mut processed).await {
                     fatal = Some(e);
                     break;
                 }
@@ -142,9 +142,13 @@ pub async fn run_embedded(
 }
 
 /// Blobs first, then the record that references them.
-async fn write(store: &SqliteStore, blobs: &BlobStore, p: &Processed) -> Result<(), StoreError> {
-    for (key, bytes) in &p.blobs {
-        blobs.put(key, bytes.clone()).await?;
+async fn write(
+    store: &SqliteStore,
+    blobs: &BlobStore,
+    p: &mut Processed,
+) -> Result<(), StoreError> {
+    for (key, bytes) in std::mem::take(&mut p.blobs) {
+        blobs.put(&key, bytes).await?;
     }
     store.write(&p.file, &p.analyses, p.phash).await
 }

@@ -95,19 +95,32 @@ impl Stage {
         hash: String,
         size: u64,
     ) -> Processed {
-        let kind = sniff_kind(path);
         let started = Instant::now();
         let timeout = self.cfg.decode_timeout;
         let (cfg, tools, analyzers) =
             (self.cfg.clone(), self.tools.clone(), self.analyzers.clone());
         let owned_path: PathBuf = path.to_path_buf();
         let hash_for_work = hash.clone();
-        let result = run_guarded(path, timeout, &self.metrics, move || {
+        let guarded = run_guarded(path, timeout, &self.metrics, move || {
+            // The sniffed kind labels the file even when decoding fails.
+            let kind = sniff_kind(&owned_path);
             let deadline = Instant::now() + timeout;
-            let intake = decode_file(&owned_path, &cfg, &tools, deadline)?;
-            Ok(run_analyzers(&intake, &analyzers, &hash_for_work, size))
+            let result = decode_file(&owned_path, &cfg, &tools, deadline)
+                .map(|intake| run_analyzers(&intake, &analyzers, &hash_for_work, size));
+            Ok((kind, result))
         })
         .await;
+        let (kind, result) = match guarded {
+            Ok(done) => done,
+            // Timed out or crashed: sniffing is cheap and safe where decoding was not.
+            Err(err) => {
+                let p = path.to_path_buf();
+                let kind = tokio::task::spawn_blocking(move || sniff_kind(&p))
+                    .await
+                    .unwrap_or(MediaKind::Unknown);
+                (kind, Err(err))
+            }
+        };
         self.metrics
             .decode_seconds
             .with_label_values(&[kind.as_str()])

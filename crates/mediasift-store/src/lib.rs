@@ -6,7 +6,9 @@
 //! # async fn demo() -> Result<(), mediasift_store::StoreError> {
 //! let store = mediasift_store::SqliteStore::open("./mediasift-data".as_ref()).await?;
 //! for failure in store.failures().await? {
-//!     println!("{}: {}", failure.path, failure.error.message);
+//!     if let Some(error) = &failure.error {
+//!         println!("{}: {}", failure.path, error.message);
+//!     }
 //! }
 //! # Ok(()) }
 //! ```

@@ -284,3 +284,40 @@ fn per_file_failures_do_not_change_the_exit_code() {
         "summary names the common reasons:\n{table}"
     );
 }
+
+#[test]
+fn without_ffmpeg_only_video_fails_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    for f in [
+        "video/video_01.mp4",
+        "images/photo_02.jpg",
+        "audio/speech_03.mp3",
+        // An M4A declares itself audio-only and still decodes through symphonia.
+        "audio/speech_05.m4a",
+    ] {
+        std::fs::copy(
+            fixtures().join(f),
+            input.join(Path::new(f).file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    let data = tmp.path().join("data");
+    let env = [
+        ("MEDIASIFT__VIDEO__FFMPEG", "/nonexistent/ffmpeg"),
+        ("MEDIASIFT__VIDEO__FFPROBE", "/nonexistent/ffprobe"),
+    ];
+    let m = analyze(&input, &data, &[], &env);
+    assert_eq!((m.get("analyzed"), m.get("failed")), (3, 1));
+    let records = export(&data, &input);
+    assert_eq!(records["speech_05.m4a"]["kind"], "audio");
+    let video = &records["video_01.mp4"];
+    assert_eq!(video["error"]["kind"], "missing_tool", "{video}");
+    assert!(
+        video["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ffmpeg")
+    );
+}
