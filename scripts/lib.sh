@@ -5,21 +5,31 @@
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mediasift/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-# Installs what is missing: ffmpeg/ffprobe (video, Opus, reference decodes in tests) and the Rust
-# toolchain pinned in rust-toolchain.toml (rustup installs it on first use).
+# Installs what is missing: ffmpeg/ffprobe (video, Opus, reference decodes in tests), Tesseract
+# with English (OCR), python3 + pip (model fetch from PyPI wheels) and the Rust toolchain pinned
+# in rust-toolchain.toml (rustup installs it on first use).
 ensure_system_packages() {
     local missing=()
     command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
     command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+    command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr)
+    tesseract --list-langs 2>/dev/null | grep -qx eng || missing+=(tesseract-ocr-eng)
+    command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "==> installing ${missing[*]}"
         local sudo=""
         [ "$(id -u)" -ne 0 ] && sudo="sudo"
         $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg >/dev/null
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
     if ! command -v cargo >/dev/null 2>&1; then
         echo "error: cargo not found; install Rust with rustup (https://rustup.rs)" >&2
         exit 1
     fi
+}
+
+# Installs the offline model set (idempotent: checksummed files already present are kept).
+fetch_models() {
+    echo "==> mediasift models fetch"
+    cargo run -p mediasift --locked --quiet -- models fetch
 }

@@ -2,6 +2,7 @@
 //! directory) → `--config FILE` → `MEDIASIFT__SECTION__KEY` environment variables. Unknown keys
 //! are errors; values are validated once, here, into [`Config`].
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,6 +23,10 @@ pub struct RawConfig {
     pub duplicates: DuplicatesConfig,
     pub pipeline: PipelineConfig,
     pub store: StoreConfig,
+    pub models: ModelsConfig,
+    pub text_embedding: TextEmbeddingConfig,
+    pub ocr: OcrConfig,
+    pub batching: BatchingConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +68,62 @@ pub struct AnalyzersConfig {
     pub thumbnail: bool,
     /// Longest side of stored thumbnails, in pixels.
     pub thumbnail_size: u32,
+    /// MiniLM sentence embeddings of text files and of OCR text.
+    pub text_embedding: bool,
+}
+
+/// Where model weights come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Installed models live in `models_dir/<model id>/`; empty means the user cache directory
+    /// (`~/.cache/mediasift/models`).
+    pub models_dir: PathBuf,
+    /// Explicit folder per model id, tried first.
+    pub paths: BTreeMap<String, PathBuf>,
+    /// Download missing models from the Hugging Face hub (needs network).
+    pub allow_download: bool,
+    /// `cpu`, or `cuda:N` in a build with the `cuda` feature.
+    pub device: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TextEmbeddingConfig {
+    pub model: String,
+    /// Tokens per window including [CLS]/[SEP].
+    pub max_tokens: usize,
+    /// Tokens shared by consecutive windows.
+    pub overlap: usize,
+}
+
+/// When to run OCR on an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OcrMode {
+    Always,
+    Never,
+    /// Only images that look like a page, scan or screenshot (mostly flat light and dark areas).
+    Auto,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OcrConfig {
+    pub mode: OcrMode,
+    /// Tesseract languages joined by `+` (`eng+deu`); each needs its tesseract-ocr-LANG package.
+    pub languages: String,
+    pub tesseract: String,
+}
+
+/// How model inputs from many files are grouped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchingConfig {
+    /// Most inputs (text windows, images) per forward pass.
+    pub max_batch: usize,
+    /// How long a partial batch waits for more inputs, in milliseconds.
+    pub max_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,6 +182,47 @@ impl Default for AnalyzersConfig {
             loudness: true,
             thumbnail: true,
             thumbnail_size: 256,
+            text_embedding: true,
+        }
+    }
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        ModelsConfig {
+            models_dir: PathBuf::new(),
+            paths: BTreeMap::new(),
+            allow_download: false,
+            device: "cpu".into(),
+        }
+    }
+}
+
+impl Default for TextEmbeddingConfig {
+    fn default() -> Self {
+        TextEmbeddingConfig {
+            model: "all-MiniLM-L6-v2".into(),
+            max_tokens: 256,
+            overlap: 32,
+        }
+    }
+}
+
+impl Default for OcrConfig {
+    fn default() -> Self {
+        OcrConfig {
+            mode: OcrMode::Auto,
+            languages: "eng".into(),
+            tesseract: "tesseract".into(),
+        }
+    }
+}
+
+impl Default for BatchingConfig {
+    fn default() -> Self {
+        BatchingConfig {
+            max_batch: 32,
+            max_wait_ms: 10,
         }
     }
 }
@@ -148,6 +250,16 @@ impl Default for StoreConfig {
             data_dir: PathBuf::from("./mediasift-data"),
         }
     }
+}
+
+/// `$XDG_CACHE_HOME/mediasift`, else `$HOME/.cache/mediasift`.
+fn default_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("mediasift")
 }
 
 /// Why the configuration could not be loaded.
@@ -251,6 +363,28 @@ impl RawConfig {
                 reason: "must be within 16..=4096",
             });
         }
+        let te = &self.text_embedding;
+        if te.max_tokens < 8 || te.max_tokens > 512 || te.overlap + 2 >= te.max_tokens {
+            return Err(ConfigError::Invalid {
+                key: "text_embedding.max_tokens",
+                value: format!("{} (overlap {})", te.max_tokens, te.overlap),
+                reason: "must be within 8..=512 and exceed overlap + 2",
+            });
+        }
+        if self.batching.max_batch == 0 {
+            return Err(ConfigError::Invalid {
+                key: "batching.max_batch",
+                value: "0".into(),
+                reason: "must be > 0",
+            });
+        }
+        if self.models.device != "cpu" && !self.models.device.starts_with("cuda:") {
+            return Err(ConfigError::Invalid {
+                key: "models.device",
+                value: self.models.device.clone(),
+                reason: "must be `cpu` or `cuda:N`",
+            });
+        }
         let decode_tasks = match self.pipeline.decode_tasks {
             0 => std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -287,6 +421,26 @@ impl Config {
     }
     pub fn store(&self) -> &StoreConfig {
         &self.raw.store
+    }
+    pub fn models(&self) -> &ModelsConfig {
+        &self.raw.models
+    }
+    pub fn text_embedding(&self) -> &TextEmbeddingConfig {
+        &self.raw.text_embedding
+    }
+    pub fn ocr(&self) -> &OcrConfig {
+        &self.raw.ocr
+    }
+    pub fn batching(&self) -> &BatchingConfig {
+        &self.raw.batching
+    }
+    /// `models.models_dir`, or `~/.cache/mediasift/models` when unset.
+    pub fn models_dir(&self) -> PathBuf {
+        if self.raw.models.models_dir.as_os_str().is_empty() {
+            default_cache_dir().join("models")
+        } else {
+            self.raw.models.models_dir.clone()
+        }
     }
     /// Overrides the data directory for one run (`--data`).
     pub fn set_data_dir(&mut self, dir: PathBuf) {

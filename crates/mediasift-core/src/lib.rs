@@ -16,8 +16,9 @@ mod kind;
 mod record;
 
 pub use config::{
-    AnalyzersConfig, Config, ConfigError, DuplicatesConfig, IntakeConfig, PipelineConfig,
-    RawConfig, StoreConfig, VideoConfig,
+    AnalyzersConfig, BatchingConfig, Config, ConfigError, DuplicatesConfig, IntakeConfig,
+    ModelsConfig, OcrConfig, OcrMode, PipelineConfig, RawConfig, StoreConfig, TextEmbeddingConfig,
+    VideoConfig,
 };
 pub use error::{ErrorKind, MediaError};
 pub use kind::MediaKind;

@@ -12,7 +12,8 @@
 //! let tools = mediasift_media::Tools::detect(cfg.video());
 //! let store = mediasift_store::SqliteStore::open("data".as_ref()).await?;
 //! let blobs = mediasift_store::BlobStore::local("data/blobs".as_ref())?;
-//! let stage = Stage::new(cfg, tools, Metrics::new());
+//! let models = mediasift_pipeline::ModelSet::load(&cfg)?;
+//! let stage = Stage::new(cfg, tools, &models, Metrics::new());
 //! let opts = RunOptions { inputs: vec!["photos".into()], ..Default::default() };
 //! let summary = run_embedded(stage, store, blobs, opts).await?;
 //! println!("{} files failed", summary.total().failed);
@@ -20,9 +21,11 @@
 //! ```
 
 pub mod analyzer;
+mod batch;
 mod duplicates;
 mod hash;
 mod metrics;
+mod models;
 mod progress;
 mod run;
 mod stage;
@@ -33,9 +36,11 @@ mod watchdog;
 /// Version of sniffing and decoding; part of every pipeline signature.
 pub const INTAKE_VERSION: &str = "1";
 
+pub use batch::Batcher;
 pub use duplicates::{DuplicateGroup, group as group_duplicates};
 pub use hash::hash_file;
 pub use metrics::Metrics;
+pub use models::{ModelSet, store as model_store};
 pub use run::{RunError, RunOptions, run_embedded};
 pub use stage::{Processed, Stage};
 pub use summary::{FileOutcome, KindCounts, Summary};

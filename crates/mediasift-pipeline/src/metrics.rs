@@ -9,6 +9,7 @@ use prometheus::{
 pub const FILES_TOTAL: &str = "mediasift_files_total";
 pub const FAILURES_TOTAL: &str = "mediasift_failures_total";
 pub const DECODE_SECONDS: &str = "mediasift_decode_seconds";
+pub const ANALYZE_SECONDS: &str = "mediasift_analyze_seconds";
 pub const BYTES_READ_TOTAL: &str = "mediasift_bytes_read_total";
 pub const ABANDONED_DECODERS_TOTAL: &str = "mediasift_abandoned_decoders_total";
 pub const DECODER_PANICS_TOTAL: &str = "mediasift_decoder_panics_total";
@@ -23,6 +24,7 @@ pub struct Metrics {
     /// Failures by kind and error kind.
     pub failures: IntCounterVec,
     pub decode_seconds: HistogramVec,
+    pub analyze_seconds: HistogramVec,
     pub bytes_read: IntCounter,
     pub abandoned_decoders: IntCounter,
     pub decoder_panics: IntCounter,
@@ -46,11 +48,20 @@ impl Metrics {
         )
         .expect("static metric definition");
         let decode_seconds = HistogramVec::new(
-            HistogramOpts::new(DECODE_SECONDS, "Time to decode and analyze one file.").buckets(
-                vec![
-                    0.001, 0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-                ],
-            ),
+            HistogramOpts::new(DECODE_SECONDS, "Time to sniff and decode one file.").buckets(vec![
+                0.001, 0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+            &["kind"],
+        )
+        .expect("static metric definition");
+        let analyze_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                ANALYZE_SECONDS,
+                "Time to run the analyzers on one decoded file.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
             &["kind"],
         )
         .expect("static metric definition");
@@ -63,7 +74,7 @@ impl Metrics {
         .expect("static metric definition");
         let decoder_panics = IntCounter::new(
             DECODER_PANICS_TOTAL,
-            "Decoder panics caught and turned into errors.",
+            "Decoder or analyzer panics caught and turned into errors.",
         )
         .expect("static metric definition");
         let store_write_seconds = Histogram::with_opts(
@@ -78,6 +89,7 @@ impl Metrics {
             Box::new(files.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(failures.clone()),
             Box::new(decode_seconds.clone()),
+            Box::new(analyze_seconds.clone()),
             Box::new(bytes_read.clone()),
             Box::new(abandoned_decoders.clone()),
             Box::new(decoder_panics.clone()),
@@ -90,6 +102,7 @@ impl Metrics {
             files,
             failures,
             decode_seconds,
+            analyze_seconds,
             bytes_read,
             abandoned_decoders,
             decoder_panics,

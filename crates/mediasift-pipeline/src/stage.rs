@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use mediasift_core::{Config, ErrorInfo, FileStatus, Flag, MediaError, MediaKind};
+use mediasift_core::{Config, ErrorInfo, ErrorKind, FileStatus, Flag, MediaError, MediaKind};
 use mediasift_media::{Intake, SNIFF_LEN, Sniffed, Tools, decode_file, sniff};
 use mediasift_store::{AnalysisRow, FileRow};
 
 use crate::analyzer::{Analyzers, FileContext};
 use crate::metrics::Metrics;
+use crate::models::ModelSet;
 use crate::watchdog::run_guarded;
 
 /// Everything produced for one file, ready to be stored.
@@ -35,8 +36,8 @@ pub struct Stage {
 }
 
 impl Stage {
-    pub fn new(cfg: Arc<Config>, tools: Tools, metrics: Metrics) -> Stage {
-        let analyzers = Arc::new(Analyzers::from_config(&cfg));
+    pub fn new(cfg: Arc<Config>, tools: Tools, models: &ModelSet, metrics: Metrics) -> Stage {
+        let analyzers = Arc::new(Analyzers::from_config(&cfg, models));
         Stage {
             cfg,
             tools: Arc::new(tools),
@@ -97,20 +98,18 @@ impl Stage {
     ) -> Processed {
         let started = Instant::now();
         let timeout = self.cfg.decode_timeout;
-        let (cfg, tools, analyzers) =
-            (self.cfg.clone(), self.tools.clone(), self.analyzers.clone());
+        let (cfg, tools) = (self.cfg.clone(), self.tools.clone());
         let owned_path: PathBuf = path.to_path_buf();
-        let hash_for_work = hash.clone();
+        // The timeout guards decoding, where hostile input can make a decoder loop; analysis
+        // time grows with legitimate content (a long book through the text model) and is not cut.
         let guarded = run_guarded(path, timeout, &self.metrics, move || {
             // The sniffed kind labels the file even when decoding fails.
             let kind = sniff_kind(&owned_path);
             let deadline = Instant::now() + timeout;
-            let result = decode_file(&owned_path, &cfg, &tools, deadline)
-                .map(|intake| run_analyzers(&intake, &analyzers, &hash_for_work, size));
-            Ok((kind, result))
+            Ok((kind, decode_file(&owned_path, &cfg, &tools, deadline)))
         })
         .await;
-        let (kind, result) = match guarded {
+        let (kind, decoded) = match guarded {
             Ok(done) => done,
             // Timed out or crashed: sniffing is cheap and safe where decoding was not.
             Err(err) => {
@@ -125,6 +124,21 @@ impl Stage {
             .decode_seconds
             .with_label_values(&[kind.as_str()])
             .observe(started.elapsed().as_secs_f64());
+        let intake = match decoded {
+            Ok(intake) => intake,
+            Err(err) => return self.failed(record_path, Some(hash), size, kind, &err),
+        };
+        let analyzers = self.analyzers.clone();
+        let analyzed_at = Instant::now();
+        let hash_for_work = hash.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            run_analyzers(&intake, &analyzers, &hash_for_work, size)
+        })
+        .await;
+        self.metrics
+            .analyze_seconds
+            .with_label_values(&[kind.as_str()])
+            .observe(analyzed_at.elapsed().as_secs_f64());
         match result {
             Ok(done) => Processed {
                 file: FileRow {
@@ -135,26 +149,35 @@ impl Stage {
                 },
                 ..done
             },
-            Err(err) => self.failed(record_path, Some(hash), size, kind, &err),
+            Err(e) => {
+                self.metrics.decoder_panics.inc();
+                let err = MediaError::new(
+                    path,
+                    ErrorKind::Corrupt,
+                    format!("an analyzer crashed on this file: {e}"),
+                );
+                self.failed(record_path, Some(hash), size, kind, &err)
+            }
         }
     }
 }
 
 fn run_analyzers(intake: &Intake, analyzers: &Analyzers, hash: &str, size: u64) -> Processed {
-    let ctx = FileContext {
-        content_hash: hash,
-        size_bytes: size,
-    };
-    let mut analyses = Vec::new();
+    let mut analyses: Vec<AnalysisRow> = Vec::new();
     let mut phash = None;
     let mut blobs = Vec::new();
     for analyzer in analyzers.iter() {
+        let ctx = FileContext {
+            content_hash: hash,
+            size_bytes: size,
+            earlier: &analyses,
+        };
         if let Some(out) = analyzer.analyze(intake, ctx) {
             phash = phash.or(out.phash);
             blobs.extend(out.blobs);
             analyses.push(AnalysisRow {
                 analyzer: analyzer.name().into(),
-                version: analyzer.version().into(),
+                version: analyzer.revision(),
                 output: out.value,
             });
         }

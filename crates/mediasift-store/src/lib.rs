@@ -15,6 +15,7 @@
 
 mod blobs;
 mod error;
+pub mod npy;
 mod rows;
 mod sqlite;
 

@@ -53,6 +53,11 @@ pub enum Command {
         #[arg(long)]
         max_distance: Option<u32>,
     },
+    /// Model store commands.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -91,6 +96,14 @@ pub struct ExportArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
     Jsonl,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Configured models: where each resolves, sha256 and size.
+    List,
+    /// Install the offline model set into models_dir (idempotent, checksummed).
+    Fetch,
 }
 
 #[derive(Debug, Subcommand)]

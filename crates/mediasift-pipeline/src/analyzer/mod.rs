@@ -4,16 +4,23 @@
 
 mod loudness;
 mod metadata;
+mod ocr;
 mod phash;
+mod text_embedding;
 mod thumbnail;
 
 use mediasift_core::Config;
 use mediasift_media::Intake;
+use mediasift_store::AnalysisRow;
 
 pub use loudness::Loudness;
 pub use metadata::Metadata;
+pub use ocr::{Ocr, looks_like_document};
 pub use phash::{PerceptualHash, hamming, phash64};
+pub use text_embedding::TextEmbedding;
 pub use thumbnail::Thumbnail;
+
+use crate::models::ModelSet;
 
 /// What an analyzer produced for one file.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +47,17 @@ impl Output {
 pub struct FileContext<'a> {
     pub content_hash: &'a str,
     pub size_bytes: u64,
+    /// Outputs of the analyzers that ran before this one (OCR text for the text embedding).
+    pub earlier: &'a [AnalysisRow],
+}
+
+impl FileContext<'_> {
+    pub fn earlier(&self, analyzer: &str) -> Option<&serde_json::Value> {
+        self.earlier
+            .iter()
+            .find(|a| a.analyzer == analyzer)
+            .map(|a| &a.output)
+    }
 }
 
 /// One analysis step. `analyze` returns `None` when the analyzer does not apply to the content
@@ -49,6 +67,11 @@ pub trait Analyzer: Send + Sync + std::fmt::Debug {
     /// Bumped whenever the output for the same input changes; stored results of older versions
     /// are recomputed on the next run.
     fn version(&self) -> &'static str;
+    /// The code version plus the exact model weights, for analyzers that run a model: changing
+    /// the model re-runs this analyzer (and only this one).
+    fn revision(&self) -> String {
+        self.version().to_string()
+    }
     fn analyze(&self, intake: &Intake, ctx: FileContext<'_>) -> Option<Output>;
 }
 
@@ -60,7 +83,8 @@ pub struct Analyzers {
 }
 
 impl Analyzers {
-    pub fn from_config(cfg: &Config) -> Analyzers {
+    /// The analyzers the config enables, in dependency order (OCR before the text embedding).
+    pub fn from_config(cfg: &Config, models: &ModelSet) -> Analyzers {
         let a = cfg.analyzers();
         let mut list: Vec<Box<dyn Analyzer>> = Vec::new();
         if a.metadata {
@@ -74,6 +98,15 @@ impl Analyzers {
         }
         if a.thumbnail {
             list.push(Box::new(Thumbnail::new(a.thumbnail_size)));
+        }
+        if let Some(engine) = &models.ocr {
+            list.push(Box::new(Ocr::new(engine.clone(), cfg.ocr().mode)));
+        }
+        if let Some((embedder, batcher)) = &models.text {
+            list.push(Box::new(TextEmbedding::new(
+                embedder.clone(),
+                batcher.clone(),
+            )));
         }
         Analyzers::new(list)
     }

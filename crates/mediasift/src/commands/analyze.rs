@@ -3,7 +3,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use mediasift_media::Tools;
-use mediasift_pipeline::{Metrics, RunOptions, Stage, Summary, run_embedded};
+use mediasift_pipeline::{Metrics, ModelSet, RunOptions, Stage, Summary, run_embedded};
 
 use crate::cli::{AnalyzeArgs, GlobalArgs};
 use crate::context;
@@ -24,8 +24,9 @@ pub async fn run(g: &GlobalArgs, args: AnalyzeArgs) -> anyhow::Result<()> {
         );
     }
     tracing::info!(data = %cfg.store().data_dir.display(), decode_tasks = cfg.decode_tasks, "Starting analysis");
+    let models = ModelSet::load(&cfg).context("loading models")?;
     let metrics = Metrics::new();
-    let stage = Stage::new(cfg.clone(), tools, metrics.clone());
+    let stage = Stage::new(cfg.clone(), tools, &models, metrics.clone());
     let opts = RunOptions {
         inputs: args.paths,
         force: args.force,

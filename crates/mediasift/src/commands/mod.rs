@@ -2,8 +2,9 @@ mod analyze;
 mod config;
 mod export;
 mod inspect;
+mod models;
 
-use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli::{Cli, Command, ConfigCommand, ModelsCommand};
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
@@ -16,5 +17,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Config {
             command: ConfigCommand::Show,
         } => config::show(g),
+        Command::Models {
+            command: ModelsCommand::List,
+        } => models::list(g),
+        Command::Models {
+            command: ModelsCommand::Fetch,
+        } => models::fetch(g),
     }
 }

@@ -99,6 +99,13 @@ fn analyze_records_every_fixture_as_the_manifest_expects() {
                     Some(16),
                     "{path}: pHash"
                 );
+                // OCR runs (by default) only on what looks like a page, scan or screenshot.
+                let is_scan = path.starts_with("text/ocr_");
+                assert_eq!(a["ocr"].is_object(), is_scan, "{path}: OCR ran? {a}");
+                if is_scan {
+                    assert_eq!(a["text_embedding"]["source"], "ocr", "{path}");
+                    assert_embedding(&data, path, a);
+                }
                 let key = a["thumbnail"]["key"].as_str().expect("thumbnail key");
                 assert!(
                     data.join("blobs").join(key).is_file(),
@@ -134,17 +141,54 @@ fn analyze_records_every_fixture_as_the_manifest_expects() {
                 );
                 assert!(a["loudness"].is_object(), "{path}: soundtrack loudness");
             }
-            "text" => assert!(
-                a["metadata"]["words"].as_u64().is_some_and(|w| w > 50),
-                "{path}"
-            ),
+            "text" => {
+                assert!(
+                    a["metadata"]["words"].as_u64().is_some_and(|w| w > 50),
+                    "{path}"
+                );
+                assert_eq!(a["text_embedding"]["source"], "text", "{path}");
+                assert_embedding(&data, path, a);
+            }
             other => panic!("unexpected kind {other}"),
         }
     }
+    let invoice = records["text/ocr_01.png"]["analyses"]["ocr"]["text"]
+        .as_str()
+        .unwrap();
+    assert!(invoice.contains("Harbour Street Bakery"), "{invoice}");
     // The cockatoo video's soundtrack is digital silence.
     assert_eq!(
         records["video/video_01.mp4"]["analyses"]["loudness"]["silence_ratio"],
         1.0
+    );
+}
+
+/// The text embedding's `.npy` blob exists and holds `chunks + 1` rows of `dims` float32.
+fn assert_embedding(data: &Path, path: &str, a: &Value) {
+    let e = &a["text_embedding"];
+    assert_eq!(e["dims"], 384, "{path}: {e}");
+    assert_eq!(e["model"]["id"], "all-MiniLM-L6-v2", "{path}");
+    assert_eq!(
+        e["model"]["sha256"].as_str().map(str::len),
+        Some(64),
+        "{path}"
+    );
+    let key = e["key"].as_str().unwrap();
+    assert!(
+        key.starts_with("embeddings/text_embedding/all-MiniLM-L6-v2/") && key.ends_with(".npy")
+    );
+    let bytes = std::fs::read(data.join("blobs").join(key)).unwrap();
+    let chunks = e["chunks"].as_u64().unwrap() as usize;
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(
+        header.contains(&format!("'shape': ({}, 384)", chunks + 1)),
+        "{path}: {header}"
+    );
+    assert_eq!(
+        bytes.len() - 10 - header_len,
+        (chunks + 1) * 384 * 4,
+        "{path}"
     );
 }
 

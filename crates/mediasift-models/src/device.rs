@@ -1,0 +1,31 @@
+use candle_core::Device;
+use serde::Serialize;
+
+use crate::ModelError;
+
+/// Where a result came from: model, exact weights, number format and device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Provenance {
+    pub id: String,
+    pub sha256: String,
+    pub dtype: String,
+    pub device: String,
+}
+
+/// `cpu`, or `cuda:N` when built with the `cuda` feature.
+pub fn select_device(name: &str) -> Result<Device, ModelError> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        other => match other
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            Some(ordinal) => Device::new_cuda(ordinal)
+                .map_err(|e| ModelError::Device(other.into(), e.to_string())),
+            None => Err(ModelError::Device(
+                other.into(),
+                "expected `cpu` or `cuda:N`".into(),
+            )),
+        },
+    }
+}

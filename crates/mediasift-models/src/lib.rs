@@ -1,0 +1,30 @@
+//! Models of mediasift: the model store (where weights come from, checksums, provenance) and the
+//! runtimes the analyzers call (MiniLM sentence embeddings in candle, Tesseract OCR).
+//!
+//! Resolution order for every model: an explicit path in config → `models_dir/<id>` → the
+//! Hugging Face hub cache (offline) → a hub download when `allow_download = true`. A missing
+//! model is one start-up error naming the model and the command that installs it.
+//!
+//! ```no_run
+//! use mediasift_models::{ModelStore, catalog};
+//!
+//! let store = ModelStore::new("models".into(), Default::default(), false);
+//! let minilm = store.resolve(&catalog::MINILM)?;
+//! println!("{} from {} ({})", minilm.id, minilm.dir.display(), minilm.source);
+//! # Ok::<(), mediasift_models::ModelError>(())
+//! ```
+
+pub mod catalog;
+mod device;
+mod error;
+mod fetch;
+mod ocr;
+mod store;
+mod text_embedding;
+
+pub use catalog::{ModelFile, ModelSpec, PypiSource};
+pub use device::{Provenance, select_device};
+pub use error::ModelError;
+pub use ocr::{OcrLine, OcrResult, OcrWord, Tesseract};
+pub use store::{ModelStore, ResolvedModel, sha256_file};
+pub use text_embedding::{Chunking, EmbeddedText, TextEmbedder};

@@ -1,0 +1,66 @@
+//! Loading the models the config enables, once, at start-up. A model that cannot be found is a
+//! start-up error naming it and how to install it, never a failure per file.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mediasift_core::{Config, OcrMode};
+use mediasift_models::{
+    Chunking, ModelError, ModelStore, Tesseract, TextEmbedder, catalog, select_device,
+};
+
+use crate::batch::Batcher;
+
+/// Token windows in, unit vectors out: the text embedding's inference thread.
+pub type WindowBatcher = Batcher<Vec<u32>, Vec<f32>>;
+
+/// The loaded models, shared by every decode task.
+#[derive(Debug, Default)]
+pub struct ModelSet {
+    pub text: Option<(Arc<TextEmbedder>, WindowBatcher)>,
+    pub ocr: Option<Tesseract>,
+}
+
+impl ModelSet {
+    /// Loads what `cfg` enables.
+    pub fn load(cfg: &Config) -> Result<ModelSet, ModelError> {
+        let mut set = ModelSet::default();
+        if cfg.ocr().mode != OcrMode::Never {
+            set.ocr = Some(Tesseract::new(&cfg.ocr().tesseract, &cfg.ocr().languages)?);
+        }
+        if cfg.analyzers().text_embedding {
+            let te = cfg.text_embedding();
+            let spec = catalog::by_id(&te.model).ok_or_else(|| ModelError::NotInstalled {
+                id: te.model.clone(),
+                looked: "the model catalog (known: all-MiniLM-L6-v2)".into(),
+            })?;
+            let resolved = store(cfg).resolve(spec)?;
+            let device = select_device(&cfg.models().device)?;
+            let chunking = Chunking {
+                max_tokens: te.max_tokens,
+                overlap: te.overlap,
+            };
+            let embedder = Arc::new(TextEmbedder::load(&resolved, &device, chunking)?);
+            tracing::info!(model = %resolved.id, source = %resolved.source, dir = %resolved.dir.display(), "Loaded text embedding model");
+            let b = cfg.batching();
+            let model = embedder.clone();
+            let batcher = Batcher::spawn(
+                "text-embedding",
+                b.max_batch,
+                Duration::from_millis(b.max_wait_ms),
+                move |windows: &[Vec<u32>]| model.embed_windows(windows),
+            );
+            set.text = Some((embedder, batcher));
+        }
+        Ok(set)
+    }
+}
+
+/// The model store as configured.
+pub fn store(cfg: &Config) -> ModelStore {
+    ModelStore::new(
+        cfg.models_dir(),
+        cfg.models().paths.clone(),
+        cfg.models().allow_download,
+    )
+}
