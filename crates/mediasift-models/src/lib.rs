@@ -18,13 +18,16 @@ pub mod catalog;
 mod device;
 mod error;
 mod fetch;
+pub mod mobilenet;
 mod ocr;
 mod store;
 mod text_embedding;
+mod torch_legacy;
 
 pub use catalog::{ModelFile, ModelSpec, PypiSource};
 pub use device::{Provenance, select_device};
 pub use error::ModelError;
+pub use mobilenet::{ImageOutput, MobileNetV2};
 pub use ocr::{OcrLine, OcrResult, OcrWord, Tesseract};
 pub use store::{ModelStore, ResolvedModel, sha256_file};
 pub use text_embedding::{Chunking, EmbeddedText, TextEmbedder};

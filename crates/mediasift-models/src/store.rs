@@ -79,13 +79,15 @@ impl ModelStore {
         if has_files(&dir, spec) {
             return finish(spec, dir, Source::ModelsDir);
         }
-        looked.push(format!("hf-hub cache for {}", spec.hf_repo));
-        if let Some(dir) = hub_cache_dir(spec) {
-            return finish(spec, dir, Source::HubCache);
-        }
-        if self.allow_download {
-            let dir = hub_download(spec)?;
-            return finish(spec, dir, Source::HubDownload);
+        if let Some(repo) = spec.hf_repo {
+            looked.push(format!("hf-hub cache for {repo}"));
+            if let Some(dir) = hub_cache_dir(spec, repo) {
+                return finish(spec, dir, Source::HubCache);
+            }
+            if self.allow_download {
+                let dir = hub_download(spec, repo)?;
+                return finish(spec, dir, Source::HubDownload);
+            }
         }
         Err(ModelError::NotInstalled {
             id: spec.id.into(),
@@ -151,20 +153,20 @@ pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
 }
 
 /// The snapshot folder of the hub cache when it holds every file of the spec.
-fn hub_cache_dir(spec: &ModelSpec) -> Option<PathBuf> {
-    let repo = hf_hub::Cache::from_env().model(spec.hf_repo.to_string());
+fn hub_cache_dir(spec: &ModelSpec, repo: &str) -> Option<PathBuf> {
+    let repo = hf_hub::Cache::from_env().model(repo.to_string());
     let first = repo.get(spec.files.first()?.name)?;
     let dir = first.parent()?.to_path_buf();
     has_files(&dir, spec).then_some(dir)
 }
 
-fn hub_download(spec: &ModelSpec) -> Result<PathBuf, ModelError> {
+fn hub_download(spec: &ModelSpec, repo: &str) -> Result<PathBuf, ModelError> {
     let fail = |reason: String| ModelError::Fetch {
         id: spec.id.into(),
         reason,
     };
     let api = hf_hub::api::sync::Api::new().map_err(|e| fail(e.to_string()))?;
-    let repo = api.model(spec.hf_repo.to_string());
+    let repo = api.model(repo.to_string());
     let mut dir = None;
     for file in spec.files {
         let path = repo
@@ -182,7 +184,7 @@ mod tests {
 
     const TINY: ModelSpec = ModelSpec {
         id: "tiny",
-        hf_repo: "mediasift/does-not-exist",
+        hf_repo: None,
         files: &[
             ModelFile {
                 name: "w.bin",
@@ -194,7 +196,7 @@ mod tests {
             },
         ],
         weights: "w.bin",
-        pypi: None,
+        pypi: &[],
         license: "test",
     };
 

@@ -107,7 +107,7 @@ impl TextEmbedder {
                 id: model.id.clone(),
                 sha256: model.sha256.clone(),
                 dtype: "f32".into(),
-                device: device_name(device),
+                device: crate::device::device_name(device),
             },
         })
     }
@@ -241,13 +241,5 @@ impl TextEmbedder {
             chunks,
             pooled,
         })
-    }
-}
-
-fn device_name(device: &Device) -> String {
-    match device.location() {
-        candle_core::DeviceLocation::Cpu => "cpu".into(),
-        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
-        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
     }
 }

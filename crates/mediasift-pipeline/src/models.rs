@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use mediasift_core::{Config, OcrMode};
 use mediasift_models::{
-    Chunking, ModelError, ModelStore, Tesseract, TextEmbedder, catalog, select_device,
+    Chunking, MobileNetV2, ModelError, ModelStore, Tesseract, TextEmbedder, catalog, select_device,
 };
 
+use crate::analyzer::ImageBatcher;
 use crate::batch::Batcher;
 
 /// Token windows in, unit vectors out: the text embedding's inference thread.
@@ -18,6 +19,7 @@ pub type WindowBatcher = Batcher<Vec<u32>, Vec<f32>>;
 #[derive(Debug, Default)]
 pub struct ModelSet {
     pub text: Option<(Arc<TextEmbedder>, WindowBatcher)>,
+    pub vision: Option<(Arc<MobileNetV2>, ImageBatcher)>,
     pub ocr: Option<Tesseract>,
 }
 
@@ -27,6 +29,22 @@ impl ModelSet {
         let mut set = ModelSet::default();
         if cfg.ocr().mode != OcrMode::Never {
             set.ocr = Some(Tesseract::new(&cfg.ocr().tesseract, &cfg.ocr().languages)?);
+        }
+        let b = cfg.batching();
+        let max_wait = Duration::from_millis(b.max_wait_ms);
+        if cfg.analyzers().tags {
+            let resolved = store(cfg).resolve(&catalog::MOBILENET_V2)?;
+            let device = select_device(&cfg.models().device)?;
+            let net = Arc::new(MobileNetV2::load(&resolved, &device)?);
+            tracing::info!(model = %resolved.id, source = %resolved.source, "Loaded image tagging model");
+            let model = net.clone();
+            let batcher = Batcher::spawn(
+                "image-tags",
+                b.max_batch,
+                max_wait,
+                move |inputs: &[Vec<f32>]| model.forward(inputs),
+            );
+            set.vision = Some((net, batcher));
         }
         if cfg.analyzers().text_embedding {
             let te = cfg.text_embedding();
@@ -42,12 +60,11 @@ impl ModelSet {
             };
             let embedder = Arc::new(TextEmbedder::load(&resolved, &device, chunking)?);
             tracing::info!(model = %resolved.id, source = %resolved.source, dir = %resolved.dir.display(), "Loaded text embedding model");
-            let b = cfg.batching();
             let model = embedder.clone();
             let batcher = Batcher::spawn(
                 "text-embedding",
                 b.max_batch,
-                Duration::from_millis(b.max_wait_ms),
+                max_wait,
                 move |windows: &[Vec<u32>]| model.embed_windows(windows),
             );
             set.text = Some((embedder, batcher));

@@ -175,9 +175,17 @@ fn run_analyzers(intake: &Intake, analyzers: &Analyzers, hash: &str, size: u64) 
         if let Some(out) = analyzer.analyze(intake, ctx) {
             phash = phash.or(out.phash);
             blobs.extend(out.blobs);
+            let revision = analyzer.revision();
+            for (name, value) in out.also {
+                analyses.push(AnalysisRow {
+                    analyzer: name.into(),
+                    version: revision.clone(),
+                    output: value,
+                });
+            }
             analyses.push(AnalysisRow {
                 analyzer: analyzer.name().into(),
-                version: analyzer.revision(),
+                version: revision,
                 output: out.value,
             });
         }

@@ -6,6 +6,7 @@ mod loudness;
 mod metadata;
 mod ocr;
 mod phash;
+mod tags;
 mod text_embedding;
 mod thumbnail;
 
@@ -17,6 +18,7 @@ pub use loudness::Loudness;
 pub use metadata::Metadata;
 pub use ocr::{Ocr, looks_like_document};
 pub use phash::{PerceptualHash, hamming, phash64};
+pub use tags::{ImageBatcher, ImageTags};
 pub use text_embedding::TextEmbedding;
 pub use thumbnail::Thumbnail;
 
@@ -30,6 +32,9 @@ pub struct Output {
     pub phash: Option<u64>,
     /// Blobs to store (object key, bytes); written before the record that references them.
     pub blobs: Vec<(String, Vec<u8>)>,
+    /// Further named analyses from the same run of the model (the image embedding that comes
+    /// with the tags).
+    pub also: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl Output {
@@ -38,6 +43,7 @@ impl Output {
             value,
             phash: None,
             blobs: Vec::new(),
+            also: Vec::new(),
         }
     }
 }
@@ -98,6 +104,9 @@ impl Analyzers {
         }
         if a.thumbnail {
             list.push(Box::new(Thumbnail::new(a.thumbnail_size)));
+        }
+        if let Some((net, batcher)) = &models.vision {
+            list.push(Box::new(ImageTags::new(net.clone(), batcher.clone())));
         }
         if let Some(engine) = &models.ocr {
             list.push(Box::new(Ocr::new(engine.clone(), cfg.ocr().mode)));

@@ -30,6 +30,7 @@ impl Analyzer for PerceptualHash {
                     value: json!({ "algorithm": "dct64", "hash": format!("{hash:016x}") }),
                     phash: Some(hash),
                     blobs: Vec::new(),
+                    also: Vec::new(),
                 })
             }
             Decoded::Video(v) => {

@@ -88,6 +88,7 @@ impl Analyzer for TextEmbedding {
             }),
             phash: None,
             blobs: vec![(key, npy::encode_f32(vectors.len() + 1, dims, &data))],
+            also: Vec::new(),
         })
     }
 }

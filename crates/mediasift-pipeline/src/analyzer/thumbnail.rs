@@ -59,6 +59,7 @@ impl Analyzer for Thumbnail {
             value: json!({ "key": key, "width": width, "height": height, "bytes": bytes.len() }),
             phash: None,
             blobs: vec![(key, bytes)],
+            also: Vec::new(),
         })
     }
 }

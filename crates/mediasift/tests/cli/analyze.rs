@@ -99,6 +99,27 @@ fn analyze_records_every_fixture_as_the_manifest_expects() {
                     Some(16),
                     "{path}: pHash"
                 );
+                let tags = a["tags"].as_array().expect("ImageNet tags");
+                assert_eq!(tags.len(), 5, "{path}");
+                assert!(tags.iter().all(|t| {
+                    t["label"].is_string()
+                        && t["score"]
+                            .as_f64()
+                            .is_some_and(|s| (0.0..=1.0).contains(&s))
+                }));
+                let emb = &a["image_embedding"];
+                assert_eq!(
+                    (emb["dims"].as_u64(), emb["model"]["id"].as_str()),
+                    (Some(1280), Some("mobilenet_v2")),
+                    "{path}"
+                );
+                let npy =
+                    std::fs::read(data.join("blobs").join(emb["key"].as_str().unwrap())).unwrap();
+                assert_eq!(
+                    npy.len() - 10 - u16::from_le_bytes([npy[8], npy[9]]) as usize,
+                    1280 * 4,
+                    "{path}"
+                );
                 // OCR runs (by default) only on what looks like a page, scan or screenshot.
                 let is_scan = path.starts_with("text/ocr_");
                 assert_eq!(a["ocr"].is_object(), is_scan, "{path}: OCR ran? {a}");
@@ -152,6 +173,14 @@ fn analyze_records_every_fixture_as_the_manifest_expects() {
             other => panic!("unexpected kind {other}"),
         }
     }
+    let top = |p: &str| {
+        records[p]["analyses"]["tags"][0]["label"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(top("images/photo_02.jpg"), "Egyptian cat");
+    assert_eq!(top("images/photo_03.webp"), "espresso");
     let invoice = records["text/ocr_01.png"]["analyses"]["ocr"]["text"]
         .as_str()
         .unwrap();
