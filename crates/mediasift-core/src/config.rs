@@ -72,6 +72,8 @@ pub struct AnalyzersConfig {
     pub text_embedding: bool,
     /// MobileNetV2 ImageNet tags (top 5) and the 1280-d image embedding.
     pub tags: bool,
+    /// open_nsfw score of images and sampled video frames.
+    pub nsfw: bool,
 }
 
 /// Where model weights come from.
@@ -186,6 +188,7 @@ impl Default for AnalyzersConfig {
             thumbnail_size: 256,
             text_embedding: true,
             tags: true,
+            nsfw: true,
         }
     }
 }

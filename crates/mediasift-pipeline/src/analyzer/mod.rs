@@ -4,6 +4,7 @@
 
 mod loudness;
 mod metadata;
+mod nsfw;
 mod ocr;
 mod phash;
 mod tags;
@@ -16,6 +17,7 @@ use mediasift_store::AnalysisRow;
 
 pub use loudness::Loudness;
 pub use metadata::Metadata;
+pub use nsfw::{Nsfw, NsfwBatcher};
 pub use ocr::{Ocr, looks_like_document};
 pub use phash::{PerceptualHash, hamming, phash64};
 pub use tags::{ImageBatcher, ImageTags};
@@ -107,6 +109,9 @@ impl Analyzers {
         }
         if let Some((net, batcher)) = &models.vision {
             list.push(Box::new(ImageTags::new(net.clone(), batcher.clone())));
+        }
+        if let Some((net, batcher)) = &models.nsfw {
+            list.push(Box::new(Nsfw::new(net.clone(), batcher.clone())));
         }
         if let Some(engine) = &models.ocr {
             list.push(Box::new(Ocr::new(engine.clone(), cfg.ocr().mode)));

@@ -99,6 +99,12 @@ fn analyze_records_every_fixture_as_the_manifest_expects() {
                     Some(16),
                     "{path}: pHash"
                 );
+                assert_eq!(a["nsfw"]["model"]["id"], "open_nsfw", "{path}");
+                let nsfw = a["nsfw"]["score"].as_f64().unwrap();
+                assert!(
+                    (0.0..0.1).contains(&nsfw),
+                    "{path}: safe-for-work photo scored {nsfw}"
+                );
                 let tags = a["tags"].as_array().expect("ImageNet tags");
                 assert_eq!(tags.len(), 5, "{path}");
                 assert!(tags.iter().all(|t| {
@@ -161,6 +167,14 @@ fn analyze_records_every_fixture_as_the_manifest_expects() {
                     "{path}"
                 );
                 assert!(a["loudness"].is_object(), "{path}: soundtrack loudness");
+                let frames = a["nsfw"]["frames"]
+                    .as_array()
+                    .expect("per-frame NSFW scores");
+                assert_eq!(
+                    frames.len() as u64,
+                    a["metadata"]["frames_sampled"].as_u64().unwrap(),
+                    "{path}"
+                );
             }
             "text" => {
                 assert!(
