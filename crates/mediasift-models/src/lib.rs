@@ -15,6 +15,7 @@
 //! ```
 
 pub mod catalog;
+mod conv;
 mod device;
 mod error;
 mod fetch;

@@ -3,7 +3,9 @@
 //! classifier. Batch norms are folded into the convolutions at load time (inference only).
 
 use candle_core::{D, DType, Device, Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
+
+use crate::conv::FastConv;
 
 use crate::{ModelError, Provenance, ResolvedModel};
 
@@ -36,12 +38,11 @@ struct Conv {
 /// Conv2d + BatchNorm folded into one convolution with bias, optionally followed by ReLU6.
 #[derive(Debug)]
 struct ConvBn {
-    conv: Conv2d,
+    conv: FastConv,
     relu6: bool,
 }
 
 impl ConvBn {
-    /// `conv` holds the convolution weight, `bn` the batch norm that follows it.
     /// `conv` holds the convolution weight, `bn` the batch norm that follows it.
     fn new(conv: VarBuilder, bn: VarBuilder, c: Conv, relu6: bool) -> candle_core::Result<ConvBn> {
         let Conv {
@@ -59,15 +60,8 @@ impl ConvBn {
         let scale = gamma.broadcast_div(&(var + BN_EPS)?.sqrt()?)?;
         let w = w.broadcast_mul(&scale.reshape((cout, 1, 1, 1))?)?;
         let b = (beta - mean.mul(&scale)?)?;
-        let cfg = Conv2dConfig {
-            padding: (k - 1) / 2,
-            stride,
-            dilation: 1,
-            groups,
-            cudnn_fwd_algo: None,
-        };
         Ok(ConvBn {
-            conv: Conv2d::new(w, Some(b), cfg),
+            conv: FastConv::new(w, b, stride, (k - 1) / 2, groups)?,
             relu6,
         })
     }

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{D, DType, Device, Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::conv::FastConv;
 
 use crate::{ModelError, Provenance, ResolvedModel};
 
@@ -30,28 +32,18 @@ fn conv(
     k: usize,
     stride: usize,
     padding: usize,
-) -> candle_core::Result<Conv2d> {
+) -> candle_core::Result<FastConv> {
     let w = vb.get((cout, cin, k, k), "weight")?;
     let b = vb.get(cout, "bias")?;
-    Ok(Conv2d::new(
-        w,
-        Some(b),
-        Conv2dConfig {
-            padding,
-            stride,
-            dilation: 1,
-            groups: 1,
-            cudnn_fwd_algo: None,
-        },
-    ))
+    FastConv::new(w, b, stride, padding, 1)
 }
 
 #[derive(Debug)]
 struct Bottleneck {
-    a: Conv2d,
-    b: Conv2d,
-    c: Conv2d,
-    proj: Option<Conv2d>,
+    a: FastConv,
+    b: FastConv,
+    c: FastConv,
+    proj: Option<FastConv>,
 }
 
 impl Bottleneck {
@@ -91,7 +83,7 @@ impl Bottleneck {
 /// The open_nsfw network.
 #[derive(Debug)]
 pub struct OpenNsfw {
-    conv1: Conv2d,
+    conv1: FastConv,
     blocks: Vec<Bottleneck>,
     fc_w: Tensor,
     fc_b: Tensor,
@@ -105,7 +97,7 @@ impl OpenNsfw {
         let tensors = candle_core::safetensors::load(model.dir.join("model.safetensors"), device)
             .map_err(|e| ModelError::load(id, e))?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        let build = || -> candle_core::Result<(Conv2d, Vec<Bottleneck>, Tensor, Tensor)> {
+        let build = || -> candle_core::Result<(FastConv, Vec<Bottleneck>, Tensor, Tensor)> {
             let conv1 = conv(vb.pp("conv1"), 3, 64, 7, 2, 3)?;
             let mut blocks = Vec::new();
             let mut cin = 64;

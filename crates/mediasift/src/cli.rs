@@ -53,6 +53,11 @@ pub enum Command {
         #[arg(long)]
         max_distance: Option<u32>,
     },
+    /// Benchmarks: throughput side by side with the same-run peak and peer implementations.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Model store commands.
     Models {
         #[command(subcommand)]
@@ -96,6 +101,28 @@ pub struct ExportArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
     Jsonl,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Image and text models: candle vs onnxruntime on the same network, matmul peak, MiniLM.
+    Vision(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Batch sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    pub batches: Vec<usize>,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// onnxruntime threads (candle uses every core).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// The onnxruntime side (needs `pip install onnxruntime numpy`).
+    #[arg(long, default_value = "scripts/bench/onnx_peer.py")]
+    pub peer_script: std::path::PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

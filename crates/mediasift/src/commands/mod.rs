@@ -1,10 +1,11 @@
 mod analyze;
+mod bench;
 mod config;
 mod export;
 mod inspect;
 mod models;
 
-use crate::cli::{Cli, Command, ConfigCommand, ModelsCommand};
+use crate::cli::{BenchCommand, Cli, Command, ConfigCommand, ModelsCommand};
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
@@ -17,6 +18,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Config {
             command: ConfigCommand::Show,
         } => config::show(g),
+        Command::Bench {
+            command: BenchCommand::Vision(args),
+        } => bench::vision(g, args),
         Command::Models {
             command: ModelsCommand::List,
         } => models::list(g),

@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""The onnxruntime side of `mediasift bench vision`: images/s of an NCHW-or-NHWC image model on
+random inputs, at the given batch sizes, on the given number of threads. Prints JSON.
+
+    pip install onnxruntime numpy
+    python3 scripts/bench/onnx_peer.py MODEL.onnx --batches 1,8,32 --seconds 3 --threads 2
+"""
+import argparse
+import json
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("--batches", default="1,8,32")
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = a.threads
+    opts.inter_op_num_threads = 1
+    s = ort.InferenceSession(a.model, opts, providers=["CPUExecutionProvider"])
+    inp = s.get_inputs()[0]
+    shape = [d if isinstance(d, int) else 1 for d in inp.shape]
+    out = {"onnxruntime": ort.__version__, "results": {}}
+    rng = np.random.default_rng(0)
+    for b in [int(x) for x in a.batches.split(",")]:
+        x = rng.standard_normal([b] + shape[1:]).astype(np.float32)
+        s.run(None, {inp.name: x})  # warm-up
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < a.seconds:
+            s.run(None, {inp.name: x})
+            n += b
+        out["results"][str(b)] = n / (time.perf_counter() - t0)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
