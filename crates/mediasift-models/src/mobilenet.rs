@@ -187,12 +187,7 @@ impl MobileNetV2 {
             classifier,
             device: device.clone(),
             classes,
-            provenance: Provenance {
-                id: model.id.clone(),
-                sha256: model.sha256.clone(),
-                dtype: "f32".into(),
-                device: crate::device::device_name(device),
-            },
+            provenance: Provenance::of(model, device),
         })
     }
 

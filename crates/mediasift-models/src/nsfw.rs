@@ -129,12 +129,7 @@ impl OpenNsfw {
             fc_w,
             fc_b,
             device: device.clone(),
-            provenance: Provenance {
-                id: model.id.clone(),
-                sha256: model.sha256.clone(),
-                dtype: "f32".into(),
-                device: crate::device::device_name(device),
-            },
+            provenance: Provenance::of(model, device),
         })
     }
 

@@ -103,12 +103,7 @@ impl TextEmbedder {
             sep,
             pad,
             dims: config.hidden_size,
-            provenance: Provenance {
-                id: model.id.clone(),
-                sha256: model.sha256.clone(),
-                dtype: "f32".into(),
-                device: crate::device::device_name(device),
-            },
+            provenance: Provenance::of(model, device),
         })
     }
 

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use candle_core::Device;
 use mediasift_core::{Config, OcrMode};
 use mediasift_models::{
-    Chunking, MobileNetV2, ModelError, ModelStore, OpenNsfw, Tesseract, TextEmbedder, catalog,
-    select_device,
+    Chunking, MobileNetV2, ModelError, ModelSpec, ModelStore, OpenNsfw, ResolvedModel, Tesseract,
+    TextEmbedder, catalog, select_device,
 };
 
 use crate::analyzer::{ImageBatcher, NsfwBatcher};
@@ -35,10 +36,7 @@ impl ModelSet {
         let b = cfg.batching();
         let max_wait = Duration::from_millis(b.max_wait_ms);
         if cfg.analyzers().tags {
-            let resolved = store(cfg).resolve(&catalog::MOBILENET_V2)?;
-            let device = select_device(&cfg.models().device)?;
-            let net = Arc::new(MobileNetV2::load(&resolved, &device)?);
-            tracing::info!(model = %resolved.id, source = %resolved.source, "Loaded image tagging model");
+            let net = load(cfg, &catalog::MOBILENET_V2, MobileNetV2::load)?;
             let model = net.clone();
             let batcher = Batcher::spawn(
                 "image-tags",
@@ -49,10 +47,7 @@ impl ModelSet {
             set.vision = Some((net, batcher));
         }
         if cfg.analyzers().nsfw {
-            let resolved = store(cfg).resolve(&catalog::OPEN_NSFW)?;
-            let device = select_device(&cfg.models().device)?;
-            let net = Arc::new(OpenNsfw::load(&resolved, &device)?);
-            tracing::info!(model = %resolved.id, source = %resolved.source, "Loaded NSFW model");
+            let net = load(cfg, &catalog::OPEN_NSFW, OpenNsfw::load)?;
             let model = net.clone();
             let batcher = Batcher::spawn(
                 "nsfw",
@@ -68,14 +63,11 @@ impl ModelSet {
                 id: te.model.clone(),
                 looked: "the model catalog (known: all-MiniLM-L6-v2)".into(),
             })?;
-            let resolved = store(cfg).resolve(spec)?;
-            let device = select_device(&cfg.models().device)?;
             let chunking = Chunking {
                 max_tokens: te.max_tokens,
                 overlap: te.overlap,
             };
-            let embedder = Arc::new(TextEmbedder::load(&resolved, &device, chunking)?);
-            tracing::info!(model = %resolved.id, source = %resolved.source, dir = %resolved.dir.display(), "Loaded text embedding model");
+            let embedder = load(cfg, spec, |m, d| TextEmbedder::load(m, d, chunking))?;
             let model = embedder.clone();
             let batcher = Batcher::spawn(
                 "text-embedding",
@@ -87,6 +79,19 @@ impl ModelSet {
         }
         Ok(set)
     }
+}
+
+/// Resolves a model and loads it on the configured device.
+fn load<M>(
+    cfg: &Config,
+    spec: &ModelSpec,
+    load: impl FnOnce(&ResolvedModel, &Device) -> Result<M, ModelError>,
+) -> Result<Arc<M>, ModelError> {
+    let resolved = store(cfg).resolve(spec)?;
+    let device = select_device(&cfg.models().device)?;
+    let model = Arc::new(load(&resolved, &device)?);
+    tracing::info!(model = %resolved.id, source = %resolved.source, dir = %resolved.dir.display(), "Loaded model");
+    Ok(model)
 }
 
 /// The model store as configured.

@@ -83,6 +83,15 @@ pub trait Analyzer: Send + Sync + std::fmt::Debug {
     fn analyze(&self, intake: &Intake, ctx: FileContext<'_>) -> Option<Output>;
 }
 
+/// The revision of an analyzer that runs a model: code version + model id + weights checksum.
+pub fn model_revision(version: &str, model: &mediasift_models::Provenance) -> String {
+    format!(
+        "{version}+{}@{}",
+        model.id,
+        &model.sha256[..12.min(model.sha256.len())]
+    )
+}
+
 /// The enabled analyzers, in a fixed order.
 #[derive(Debug)]
 pub struct Analyzers {

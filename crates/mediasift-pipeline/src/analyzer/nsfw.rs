@@ -40,13 +40,7 @@ impl Analyzer for Nsfw {
     }
 
     fn revision(&self) -> String {
-        let p = self.net.provenance();
-        format!(
-            "{}+{}@{}",
-            self.version(),
-            p.id,
-            &p.sha256[..12.min(p.sha256.len())]
-        )
+        super::model_revision(self.version(), self.net.provenance())
     }
 
     fn analyze(&self, intake: &Intake, _ctx: FileContext<'_>) -> Option<Output> {

