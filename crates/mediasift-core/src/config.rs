@@ -118,6 +118,8 @@ pub struct OcrConfig {
     /// Tesseract languages joined by `+` (`eng+deu`); each needs its tesseract-ocr-LANG package.
     pub languages: String,
     pub tesseract: String,
+    /// A Tesseract run still busy after this long is killed and the OCR result says why.
+    pub timeout_secs: u64,
 }
 
 /// How model inputs from many files are grouped.
@@ -220,6 +222,7 @@ impl Default for OcrConfig {
             mode: OcrMode::Auto,
             languages: "eng".into(),
             tesseract: "tesseract".into(),
+            timeout_secs: 120,
         }
     }
 }

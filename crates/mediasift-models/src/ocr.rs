@@ -43,11 +43,12 @@ pub struct Tesseract {
     exe: PathBuf,
     languages: String,
     version: String,
+    timeout_secs: u64,
 }
 
 impl Tesseract {
     /// Finds the executable and checks the languages are installed.
-    pub fn new(exe: &str, languages: &str) -> Result<Tesseract, ModelError> {
+    pub fn new(exe: &str, languages: &str, timeout_secs: u64) -> Result<Tesseract, ModelError> {
         let missing = |hint: String| ModelError::MissingTool {
             tool: exe.into(),
             what: "OCR".into(),
@@ -79,6 +80,7 @@ impl Tesseract {
             exe: PathBuf::from(exe),
             languages: languages.into(),
             version,
+            timeout_secs: timeout_secs.max(1),
         })
     }
 
@@ -96,7 +98,11 @@ impl Tesseract {
             id: "tesseract".into(),
             reason,
         };
-        let mut child = Command::new(&self.exe)
+        // coreutils `timeout` ends a Tesseract that hangs on a pathological image (KILL 5 s after
+        // TERM), so one image can never hold a decode task forever.
+        let mut child = Command::new("timeout")
+            .args(["-k", "5", &self.timeout_secs.to_string()])
+            .arg(&self.exe)
             .args([
                 "stdin",
                 "stdout",
@@ -118,12 +124,15 @@ impl Tesseract {
         let writer = std::thread::spawn(move || stdin.write_all(&input));
         let out = child.wait_with_output().map_err(|e| err(e.to_string()))?;
         let _ = writer.join();
+        if matches!(out.status.code(), Some(124 | 137) | None) {
+            return Err(err(format!(
+                "tesseract did not finish within {} s (ocr.timeout_secs)",
+                self.timeout_secs
+            )));
+        }
         if !out.status.success() {
-            return Err(err(String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("failed")
-                .to_string()));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(err(stderr.lines().last().unwrap_or("failed").to_string()));
         }
         Ok(parse_tsv(&String::from_utf8_lossy(&out.stdout)))
     }

@@ -45,7 +45,7 @@ fn cer(reference: &str, hypothesis: &str) -> f64 {
 }
 
 fn ocr(rel: &str) -> mediasift_models::OcrResult {
-    let engine = Tesseract::new("tesseract", "eng").unwrap();
+    let engine = Tesseract::new("tesseract", "eng", 120).unwrap();
     engine
         .recognize(&std::fs::read(fixtures().join("media").join(rel)).unwrap())
         .unwrap()
@@ -85,11 +85,30 @@ fn the_classic_test_page_and_the_magazine_scan_read_back() {
 
 #[test]
 fn a_missing_language_is_a_clear_error() {
-    let err = Tesseract::new("tesseract", "eng+xx_missing")
+    let err = Tesseract::new("tesseract", "eng+xx_missing", 120)
         .unwrap_err()
         .to_string();
     assert!(
         err.contains("xx_missing") && err.contains("apt-get install"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_tesseract_run_past_its_timeout_is_killed_with_a_clear_error() {
+    // The 3312x2550 magazine scan takes Tesseract several seconds; one second is not enough.
+    let engine = Tesseract::new("tesseract", "eng", 1).unwrap();
+    let started = std::time::Instant::now();
+    let err = engine
+        .recognize(&std::fs::read(fixtures().join("media/text/ocr_03.tif")).unwrap())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("did not finish within 1 s"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed().as_secs() < 8,
+        "killed promptly: {:?}",
+        started.elapsed()
     );
 }

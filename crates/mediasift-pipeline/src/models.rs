@@ -31,7 +31,11 @@ impl ModelSet {
     pub fn load(cfg: &Config) -> Result<ModelSet, ModelError> {
         let mut set = ModelSet::default();
         if cfg.ocr().mode != OcrMode::Never {
-            set.ocr = Some(Tesseract::new(&cfg.ocr().tesseract, &cfg.ocr().languages)?);
+            set.ocr = Some(Tesseract::new(
+                &cfg.ocr().tesseract,
+                &cfg.ocr().languages,
+                cfg.ocr().timeout_secs,
+            )?);
         }
         let b = cfg.batching();
         let max_wait = Duration::from_millis(b.max_wait_ms);

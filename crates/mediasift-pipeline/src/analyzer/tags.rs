@@ -42,32 +42,68 @@ impl Analyzer for ImageTags {
     }
 
     fn analyze(&self, intake: &Intake, ctx: FileContext<'_>) -> Option<Output> {
-        let Decoded::Image(img) = &intake.decoded else {
-            return None;
-        };
         let p = self.net.provenance();
-        let out = match self.batcher.run(vec![preprocess(&img.rgb)]) {
-            Ok(mut out) if !out.is_empty() => out.remove(0),
+        let (inputs, times): (Vec<Vec<f32>>, Vec<f64>) = match &intake.decoded {
+            Decoded::Image(img) => (vec![preprocess(&img.rgb)], Vec::new()),
+            Decoded::Video(v) if !v.frames.is_empty() => v
+                .frames
+                .iter()
+                .map(|f| (preprocess(&f.rgb), f.time_secs))
+                .unzip(),
+            _ => return None,
+        };
+        let outs = match self.batcher.run(inputs) {
+            Ok(out) if !out.is_empty() => out,
             Ok(_) => return Some(Output::value(json!({ "error": "no output", "model": p }))),
             Err(e) => return Some(Output::value(json!({ "error": e, "model": p }))),
         };
-        let tags: Vec<_> = top_k(&out.logits, 5)
+        if times.is_empty() {
+            let out = &outs[0];
+            let key = format!(
+                "embeddings/image_embedding/{}/{}.npy",
+                p.id, ctx.content_hash
+            );
+            let dims = out.feature.len();
+            return Some(Output {
+                value: json!(self.labels(&out.logits)),
+                phash: None,
+                blobs: vec![(key.clone(), npy::encode_f32(1, dims, &out.feature))],
+                also: vec![(
+                    "image_embedding",
+                    json!({ "key": key, "dims": dims, "model": p }),
+                )],
+            });
+        }
+        // A video is tagged with what any of its frames shows: per class, the highest frame
+        // logit; the timeline keeps each frame's own top 3 for alignment with the transcript.
+        let classes = outs[0].logits.len();
+        let best: Vec<f32> = (0..classes)
+            .map(|c| {
+                outs.iter()
+                    .map(|o| o.logits[c])
+                    .fold(f32::NEG_INFINITY, f32::max)
+            })
+            .collect();
+        let timeline: Vec<_> = times
+            .iter()
+            .zip(&outs)
+            .map(|(t, o)| json!({ "time_secs": t, "tags": self.labels(&o.logits).into_iter().take(3).collect::<Vec<_>>() }))
+            .collect();
+        Some(Output {
+            value: json!(self.labels(&best)),
+            phash: None,
+            blobs: Vec::new(),
+            also: vec![("frame_tags", json!({ "frames": timeline, "model": p }))],
+        })
+    }
+}
+
+impl ImageTags {
+    /// Top 5 `{label, score}` of a logit vector.
+    fn labels(&self, logits: &[f32]) -> Vec<serde_json::Value> {
+        top_k(logits, 5)
             .into_iter()
             .map(|(i, score)| json!({ "label": self.net.class_name(i), "score": (f64::from(score) * 1e4).round() / 1e4 }))
-            .collect();
-        let key = format!(
-            "embeddings/image_embedding/{}/{}.npy",
-            p.id, ctx.content_hash
-        );
-        let dims = out.feature.len();
-        Some(Output {
-            value: json!(tags),
-            phash: None,
-            blobs: vec![(key.clone(), npy::encode_f32(1, dims, &out.feature))],
-            also: vec![(
-                "image_embedding",
-                json!({ "key": key, "dims": dims, "model": p }),
-            )],
-        })
+            .collect()
     }
 }

@@ -31,7 +31,11 @@ pub fn list(g: &GlobalArgs) -> anyhow::Result<()> {
             ]),
         };
     }
-    match Tesseract::new(&cfg.ocr().tesseract, &cfg.ocr().languages) {
+    match Tesseract::new(
+        &cfg.ocr().tesseract,
+        &cfg.ocr().languages,
+        cfg.ocr().timeout_secs,
+    ) {
         Ok(ocr) => t.add_row(["tesseract", "installed", "system", ocr.version(), "", ""]),
         Err(e) => t.add_row([
             "tesseract".to_string(),

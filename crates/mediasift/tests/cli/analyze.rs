@@ -167,6 +167,19 @@ fn analyze_records_every_fixture_as_the_manifest_expects() {
                     "{path}"
                 );
                 assert!(a["loudness"].is_object(), "{path}: soundtrack loudness");
+                assert_eq!(
+                    a["tags"].as_array().map(Vec::len),
+                    Some(5),
+                    "{path}: video tags"
+                );
+                let timeline = a["frame_tags"]["frames"]
+                    .as_array()
+                    .expect("per-frame tags");
+                assert_eq!(
+                    timeline.len() as u64,
+                    a["metadata"]["frames_sampled"].as_u64().unwrap(),
+                    "{path}"
+                );
                 let frames = a["nsfw"]["frames"]
                     .as_array()
                     .expect("per-frame NSFW scores");
