@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mediasift_core::{ErrorInfo, FileStatus, Flag, MediaKind};
+use mediasift_core::{ErrorInfo, ErrorKind, FileStatus, Flag, MediaKind};
 use mediasift_media::{Format, extension_mismatch};
 use mediasift_store::{BlobStore, FileRow, SqliteStore, StoreError};
 use tokio::sync::{Mutex, mpsc};
@@ -195,15 +195,21 @@ async fn reuse(
     size: u64,
 ) -> Result<Option<Outcome>, StoreError> {
     let signature = stage.signature();
+    // A failure that may not recur (timeout, I/O, ffmpeg missing until now) is retried.
+    let settled = |e: Option<ErrorKind>| e.is_none_or(ErrorKind::is_permanent);
     if let Some(state) = store.file_state(record_path).await?
         && state.content_hash.as_deref() == Some(hash)
         && state.pipeline_signature == signature
+        && settled(state.error_kind)
     {
         return Ok(Some(Outcome::Skipped(state.kind)));
     }
     let Some(known) = store.known_content(hash, signature).await? else {
         return Ok(None);
     };
+    if !settled(known.error.as_ref().map(|e| e.kind)) {
+        return Ok(None);
+    }
     let mut flags = known.flags.clone();
     if let Some(format) = known
         .format

@@ -1,4 +1,4 @@
-use mediasift_core::{ErrorInfo, FileStatus, Flag, MediaKind};
+use mediasift_core::{ErrorInfo, ErrorKind, FileStatus, Flag, MediaKind};
 
 /// One analyzer's output for one content hash.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,4 +38,6 @@ pub struct FileState {
     pub content_hash: Option<String>,
     pub pipeline_signature: String,
     pub kind: MediaKind,
+    /// Why the file failed, when it did.
+    pub error_kind: Option<ErrorKind>,
 }

@@ -66,16 +66,18 @@ impl SqliteStore {
 
     /// What was recorded for a path, if anything.
     pub async fn file_state(&self, path: &str) -> Result<Option<FileState>, StoreError> {
-        let row =
-            sqlx::query("SELECT content_hash, pipeline_signature, kind FROM files WHERE path = ?")
-                .bind(path.to_owned())
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "SELECT content_hash, pipeline_signature, kind, error_kind FROM files WHERE path = ?",
+        )
+        .bind(path.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| {
             Ok(FileState {
                 content_hash: r.get(0),
                 pipeline_signature: r.get(1),
                 kind: parse_kind(r.get(2))?,
+                error_kind: error_info(r.get(3), None)?.map(|e| e.kind),
             })
         })
         .transpose()

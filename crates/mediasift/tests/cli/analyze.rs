@@ -414,6 +414,17 @@ fn without_ffmpeg_only_video_fails_and_says_why() {
     assert_eq!(records["speech_05.m4a"]["kind"], "audio");
     let video = &records["video_01.mp4"];
     assert_eq!(video["error"]["kind"], "missing_tool", "{video}");
+    // Once ffmpeg is there, the next run retries the video (a transient failure) and skips the rest.
+    let again = analyze(&input, &data, &[], &[]);
+    assert_eq!(
+        (
+            again.get("analyzed"),
+            again.get("skipped"),
+            again.get("failed")
+        ),
+        (1, 3, 0)
+    );
+    assert_eq!(export(&data, &input)["video_01.mp4"]["status"], "ok");
     assert!(
         video["error"]["message"]
             .as_str()
