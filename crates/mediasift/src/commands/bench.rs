@@ -180,8 +180,10 @@ fn onnx_peer(
             "--threads",
             &args.threads.to_string(),
         ])
-        .output()
-        .map_err(|e| format!("python3: {e}"))?;
+        .output();
+    // The wheel is only needed while the peer runs.
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = out.map_err(|e| format!("python3: {e}"))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(format!(
@@ -190,7 +192,6 @@ fn onnx_peer(
         ));
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_dir_all(&dir);
     v.get("results")
         .and_then(|r| r.as_object())
         .cloned()
