@@ -2,6 +2,7 @@
 # Sourced, not run.
 
 # Builds outlive clean clones (CI clones afresh each run): keep them in one place per machine.
+export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mediasift/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
