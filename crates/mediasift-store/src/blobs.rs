@@ -27,25 +27,11 @@ impl BlobStore {
         })
     }
 
-    pub fn from_store(inner: Arc<dyn ObjectStore>) -> BlobStore {
-        BlobStore { inner }
-    }
-
     /// Writes (or overwrites) one blob.
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         self.inner
             .put(&ObjectPath::from(key), PutPayload::from(bytes))
             .await?;
         Ok(())
-    }
-
-    pub async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
-        let data = self
-            .inner
-            .get(&ObjectPath::from(key))
-            .await?
-            .bytes()
-            .await?;
-        Ok(data.to_vec())
     }
 }

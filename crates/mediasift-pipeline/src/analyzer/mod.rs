@@ -83,6 +83,30 @@ pub trait Analyzer: Send + Sync + std::fmt::Debug {
     fn analyze(&self, intake: &Intake, ctx: FileContext<'_>) -> Option<Output>;
 }
 
+/// Model inputs for what an image model sees: the image itself, or every sampled video frame
+/// with its time (empty times for an image); `None` for other content.
+pub fn visual_inputs(
+    intake: &Intake,
+    preprocess: impl Fn(&image::RgbImage) -> Vec<f32>,
+) -> Option<(Vec<Vec<f32>>, Vec<f64>)> {
+    match &intake.decoded {
+        mediasift_media::Decoded::Image(img) => Some((vec![preprocess(&img.rgb)], Vec::new())),
+        mediasift_media::Decoded::Video(v) if !v.frames.is_empty() => Some(
+            v.frames
+                .iter()
+                .map(|f| (preprocess(&f.rgb), f.time_secs))
+                .unzip(),
+        ),
+        _ => None,
+    }
+}
+
+/// Scores in outputs are rounded to 4 decimals: finer digits are noise, and f32 → JSON would
+/// otherwise print `0.1395999938`.
+pub fn round4(v: f32) -> f64 {
+    (f64::from(v) * 1e4).round() / 1e4
+}
+
 /// The revision of an analyzer that runs a model: code version + model id + weights checksum.
 pub fn model_revision(version: &str, model: &mediasift_models::Provenance) -> String {
     format!(

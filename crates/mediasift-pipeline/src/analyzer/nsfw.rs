@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use mediasift_media::{Decoded, Intake};
+use mediasift_media::Intake;
 use mediasift_models::OpenNsfw;
 use mediasift_models::nsfw::preprocess;
 use serde_json::json;
@@ -26,10 +26,6 @@ impl Nsfw {
     }
 }
 
-fn round4(v: f32) -> f64 {
-    (f64::from(v) * 1e4).round() / 1e4
-}
-
 impl Analyzer for Nsfw {
     fn name(&self) -> &'static str {
         "nsfw"
@@ -45,26 +41,18 @@ impl Analyzer for Nsfw {
 
     fn analyze(&self, intake: &Intake, _ctx: FileContext<'_>) -> Option<Output> {
         let p = self.net.provenance();
-        let (inputs, times): (Vec<Vec<f32>>, Vec<f64>) = match &intake.decoded {
-            Decoded::Image(img) => (vec![preprocess(&img.rgb)], Vec::new()),
-            Decoded::Video(v) if !v.frames.is_empty() => v
-                .frames
-                .iter()
-                .map(|f| (preprocess(&f.rgb), f.time_secs))
-                .unzip(),
-            _ => return None,
-        };
+        let (inputs, times) = super::visual_inputs(intake, preprocess)?;
         let scores = match self.batcher.run(inputs) {
             Ok(s) => s,
             Err(e) => return Some(Output::value(json!({ "error": e, "model": p }))),
         };
         let max = scores.iter().copied().fold(0f32, f32::max);
-        let mut value = json!({ "score": round4(max), "model": p });
+        let mut value = json!({ "score": super::round4(max), "model": p });
         if !times.is_empty() {
             value["frames"] = times
                 .iter()
                 .zip(&scores)
-                .map(|(t, s)| json!({ "time_secs": t, "score": round4(*s) }))
+                .map(|(t, s)| json!({ "time_secs": t, "score": super::round4(*s) }))
                 .collect();
         }
         Some(Output::value(value))

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use mediasift_media::{Decoded, Intake};
+use mediasift_media::Intake;
 use mediasift_models::mobilenet::{preprocess, top_k};
 use mediasift_models::{ImageOutput, MobileNetV2};
 use mediasift_store::npy;
@@ -43,15 +43,7 @@ impl Analyzer for ImageTags {
 
     fn analyze(&self, intake: &Intake, ctx: FileContext<'_>) -> Option<Output> {
         let p = self.net.provenance();
-        let (inputs, times): (Vec<Vec<f32>>, Vec<f64>) = match &intake.decoded {
-            Decoded::Image(img) => (vec![preprocess(&img.rgb)], Vec::new()),
-            Decoded::Video(v) if !v.frames.is_empty() => v
-                .frames
-                .iter()
-                .map(|f| (preprocess(&f.rgb), f.time_secs))
-                .unzip(),
-            _ => return None,
-        };
+        let (inputs, times) = super::visual_inputs(intake, preprocess)?;
         let outs = match self.batcher.run(inputs) {
             Ok(out) if !out.is_empty() => out,
             Ok(_) => return Some(Output::value(json!({ "error": "no output", "model": p }))),
@@ -103,7 +95,7 @@ impl ImageTags {
     fn labels(&self, logits: &[f32]) -> Vec<serde_json::Value> {
         top_k(logits, 5)
             .into_iter()
-            .map(|(i, score)| json!({ "label": self.net.class_name(i), "score": (f64::from(score) * 1e4).round() / 1e4 }))
+            .map(|(i, score)| json!({ "label": self.net.class_name(i), "score": super::round4(score) }))
             .collect()
     }
 }
