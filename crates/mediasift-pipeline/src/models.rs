@@ -8,7 +8,7 @@ use candle_core::Device;
 use mediasift_core::{Config, OcrMode};
 use mediasift_models::{
     Chunking, MobileNetV2, ModelError, ModelSpec, ModelStore, OpenNsfw, ResolvedModel, Tesseract,
-    TextEmbedder, catalog, select_device,
+    TextEmbedder, WhisperModel, catalog, select_device,
 };
 
 use crate::analyzer::{ImageBatcher, NsfwBatcher};
@@ -24,6 +24,7 @@ pub struct ModelSet {
     pub vision: Option<(Arc<MobileNetV2>, ImageBatcher)>,
     pub nsfw: Option<(Arc<OpenNsfw>, NsfwBatcher)>,
     pub ocr: Option<Tesseract>,
+    pub whisper: Option<Arc<WhisperModel>>,
 }
 
 impl ModelSet {
@@ -60,6 +61,16 @@ impl ModelSet {
                 move |inputs: &[Vec<f32>]| model.scores(inputs),
             );
             set.nsfw = Some((net, batcher));
+        }
+        if cfg.analyzers().transcript {
+            let id = &cfg.transcription().model;
+            let spec = catalog::by_id(id)
+                .filter(|s| s.id.starts_with("whisper"))
+                .ok_or_else(|| ModelError::NotInstalled {
+                    id: id.clone(),
+                    looked: "the model catalog (known: whisper-base, whisper-tiny.en)".into(),
+                })?;
+            set.whisper = Some(load(cfg, spec, WhisperModel::load)?);
         }
         if cfg.analyzers().text_embedding {
             let te = cfg.text_embedding();

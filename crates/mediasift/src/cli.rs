@@ -131,6 +131,16 @@ pub enum ModelsCommand {
     List,
     /// Install the offline model set into models_dir (idempotent, checksummed).
     Fetch,
+    /// Convert a CTranslate2 Whisper model (model.bin, config.json, tokenizer.json) to
+    /// safetensors with Hugging Face names, config.json and tokenizer.json.
+    #[command(name = "import-ct2")]
+    ImportCt2 {
+        /// The CTranslate2 model folder.
+        dir: std::path::PathBuf,
+        /// Model id: the folder under models_dir it is written to.
+        #[arg(long)]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

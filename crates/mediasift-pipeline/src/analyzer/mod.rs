@@ -10,6 +10,7 @@ mod phash;
 mod tags;
 mod text_embedding;
 mod thumbnail;
+mod transcript;
 
 use mediasift_core::Config;
 use mediasift_media::Intake;
@@ -23,6 +24,7 @@ pub use phash::{PerceptualHash, hamming, phash64};
 pub use tags::{ImageBatcher, ImageTags};
 pub use text_embedding::TextEmbedding;
 pub use thumbnail::Thumbnail;
+pub use transcript::Transcript;
 
 use crate::models::ModelSet;
 
@@ -124,7 +126,7 @@ pub struct Analyzers {
 }
 
 impl Analyzers {
-    /// The analyzers the config enables, in dependency order (OCR before the text embedding).
+    /// The analyzers the config enables, in dependency order (OCR and transcripts before the text embedding).
     pub fn from_config(cfg: &Config, models: &ModelSet) -> Analyzers {
         let a = cfg.analyzers();
         let mut list: Vec<Box<dyn Analyzer>> = Vec::new();
@@ -148,6 +150,12 @@ impl Analyzers {
         }
         if let Some(engine) = &models.ocr {
             list.push(Box::new(Ocr::new(engine.clone(), cfg.ocr().mode)));
+        }
+        if let Some(whisper) = &models.whisper {
+            list.push(Box::new(Transcript::new(
+                whisper.clone(),
+                &cfg.transcription().language,
+            )));
         }
         if let Some((embedder, batcher)) = &models.text {
             list.push(Box::new(TextEmbedding::new(

@@ -1,6 +1,6 @@
-//! MiniLM embeddings of text: text files, and OCR text of images (transcripts once the audio
-//! analyzer lands). Vectors go to the object store as `.npy` float32, row 0 the pooled document
-//! vector and one row per window after it.
+//! MiniLM embeddings of text: text files, OCR text of images and transcripts of audio and
+//! video. Vectors go to the object store as `.npy` float32, row 0 the pooled document vector
+//! and one row per window after it.
 
 use std::sync::Arc;
 
@@ -45,7 +45,10 @@ impl Analyzer for TextEmbedding {
         let (text, source) = match &intake.decoded {
             Decoded::Text(t) => (t.text.as_str(), "text"),
             Decoded::Image(_) => (ctx.earlier("ocr")?.get("text")?.as_str()?, "ocr"),
-            Decoded::Audio(_) | Decoded::Video(_) => return None,
+            Decoded::Audio(_) | Decoded::Video(_) => (
+                ctx.earlier("transcript")?.get("text")?.as_str()?,
+                "transcript",
+            ),
         };
         // Nothing to embed in blank text.
         text.split_whitespace().next()?;

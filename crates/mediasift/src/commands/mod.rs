@@ -25,6 +25,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             command: ModelsCommand::List,
         } => models::list(g),
         Command::Models {
+            command: ModelsCommand::ImportCt2 { dir, id },
+        } => models::import_ct2(g, &dir, &id),
+        Command::Models {
             command: ModelsCommand::Fetch,
         } => models::fetch(g),
     }

@@ -70,3 +70,16 @@ pub fn fetch(g: &GlobalArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Converts a CTranslate2 Whisper folder into `models_dir/<id>`.
+pub fn import_ct2(g: &GlobalArgs, dir: &std::path::Path, id: &str) -> anyhow::Result<()> {
+    let cfg = context::load_config(g)?;
+    if id.is_empty() || id.contains(['/', '\\']) || id.starts_with('.') {
+        anyhow::bail!("--id must be a plain folder name, got {id:?}");
+    }
+    let dest = cfg.models_dir().join(id);
+    mediasift_models::whisper::ct2::import_dir(dir, &dest)
+        .map_err(|e| anyhow::anyhow!("importing {}: {e}", dir.display()))?;
+    println!("{id} written to {}", dest.display());
+    Ok(())
+}

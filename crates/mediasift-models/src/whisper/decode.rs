@@ -1,0 +1,288 @@
+//! Decoding one 30 s window: the logit rules Whisper relies on (suppressed tokens, a blank
+//! first token, timestamp pairing and monotonicity, the timestamp-probability rule), greedy
+//! decoding and temperature sampling, the no-speech probability and language detection.
+
+use candle_core::{Device, Tensor};
+
+use super::model::{DecoderState, Whisper};
+use super::tokens::SpecialTokens;
+
+type Result<T> = candle_core::Result<T>;
+
+/// What one decode of a window produced.
+#[derive(Debug, Clone)]
+pub struct WindowDecode {
+    /// Sampled tokens, without the prompt and without the final end-of-text.
+    pub tokens: Vec<u32>,
+    /// Sum of the log-probabilities of the sampled tokens, end-of-text included.
+    pub sum_logprob: f64,
+    pub no_speech_prob: f32,
+    pub temperature: f32,
+}
+
+impl WindowDecode {
+    /// Average log-probability per token (end-of-text counted), as Whisper's thresholds use.
+    pub fn avg_logprob(&self) -> f64 {
+        self.sum_logprob / (self.tokens.len() + 1) as f64
+    }
+}
+
+/// Decoding options for one window.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeOptions {
+    pub temperature: f32,
+    /// Latest allowed first timestamp, in 20 ms steps (Whisper uses 1.0 s = 50).
+    pub max_initial_timestamp_index: u32,
+    /// Sampled sequences at temperature > 0 (the most probable is kept).
+    pub best_of: usize,
+    pub seed: u64,
+}
+
+/// Disables tokens in a logits row.
+struct Disabled<'a>(&'a mut [f32]);
+
+impl Disabled<'_> {
+    fn token(&mut self, t: u32) {
+        if let Some(v) = self.0.get_mut(t as usize) {
+            *v = f32::NEG_INFINITY;
+        }
+    }
+    fn range(&mut self, from: u32, to_exclusive: u32) {
+        let end = (to_exclusive as usize).min(self.0.len());
+        let start = (from as usize).min(end);
+        self.0[start..end].fill(f32::NEG_INFINITY);
+    }
+}
+
+/// Applies the rules to `logits` for the token after `sampled` (tokens sampled so far).
+pub fn apply_rules(logits: &mut [f32], sampled: &[u32], sp: &SpecialTokens, max_initial: u32) {
+    let mut d = Disabled(logits);
+    for &t in &sp.suppress {
+        d.token(t);
+    }
+    if sampled.is_empty() {
+        for &t in &sp.suppress_begin {
+            d.token(t);
+        }
+    }
+    d.token(sp.no_timestamps);
+    let ts_end = sp.timestamp_end + 1;
+    let mut check_timestamp_mass = true;
+    match sampled {
+        [] => {
+            // The first token is a timestamp, no later than `max_initial`.
+            d.range(0, sp.timestamp_begin);
+            d.range(sp.timestamp_begin + max_initial + 1, ts_end);
+        }
+        [.., last] => {
+            if sp.is_timestamp(*last) {
+                let penultimate_is_ts = sampled.len() < 2 || sp.is_timestamp(sampled[sampled.len() - 2]);
+                if penultimate_is_ts {
+                    // A pair just closed: text must follow.
+                    d.range(sp.timestamp_begin, ts_end);
+                    check_timestamp_mass = false;
+                } else {
+                    // An opening timestamp... or the end: no text.
+                    d.range(0, sp.eot);
+                }
+            }
+            // Timestamps never decrease.
+            if let Some(&prev) = sampled.iter().rev().find(|&&t| sp.is_timestamp(t)) {
+                d.range(sp.timestamp_begin, prev);
+            }
+        }
+    }
+    if check_timestamp_mass && !sampled.is_empty() {
+        // When timestamps together outweigh every single text token, emit a timestamp.
+        let lse = log_sum_exp(&logits[..]);
+        let ts = &logits[sp.timestamp_begin as usize..];
+        let ts_logprob = log_sum_exp(ts) - lse;
+        let max_text = logits[..sp.timestamp_begin as usize]
+            .iter()
+            .copied()
+            .fold(f32::NEG_INFINITY, f32::max)
+            - lse;
+        if ts_logprob > max_text {
+            Disabled(logits).range(0, sp.timestamp_begin);
+        }
+    }
+}
+
+fn log_sum_exp(xs: &[f32]) -> f32 {
+    let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return max;
+    }
+    let sum: f64 = xs.iter().map(|&x| f64::from(x - max).exp()).sum();
+    max + sum.ln() as f32
+}
+
+fn log_softmax_at(logits: &[f32], index: usize) -> f64 {
+    f64::from(logits[index] - log_sum_exp(logits))
+}
+
+fn argmax(xs: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in xs.iter().enumerate() {
+        if x > xs[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// A small deterministic generator for temperature sampling (SplitMix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn sample(logits: &[f32], temperature: f32, rng: &mut Rng) -> usize {
+    let scaled: Vec<f64> = logits
+        .iter()
+        .map(|&l| f64::from(l) / f64::from(temperature))
+        .collect();
+    let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = scaled.iter().map(|&s| (s - max).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let mut r = rng.next_f64() * total;
+    for (i, w) in weights.iter().enumerate() {
+        r -= w;
+        if r <= 0.0 && *w > 0.0 {
+            return i;
+        }
+    }
+    argmax(logits)
+}
+
+/// Row `row` of a [B, vocab] logits tensor as f32 values.
+fn row(logits: &Tensor, row: usize) -> Result<Vec<f32>> {
+    logits
+        .get(row)?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()
+}
+
+/// Decodes one window for one encoder output `audio` [1, 1500, D] after `prompt`.
+pub fn decode_window(
+    model: &Whisper,
+    audio: &Tensor,
+    prompt: &[u32],
+    sp: &SpecialTokens,
+    opts: &DecodeOptions,
+) -> Result<WindowDecode> {
+    let device = audio.device();
+    let mut base = model.decoder.start(audio)?;
+    let prompt_t = Tensor::new(prompt, device)?.unsqueeze(0)?;
+    let hidden = model.decoder.forward(&prompt_t, &mut base)?;
+    let sot_index = prompt.iter().position(|&t| t == sp.sot).unwrap_or(0);
+    let sot_logits = row(&model.decoder.logits_at(&hidden, sot_index)?, 0)?;
+    let no_speech_prob = log_softmax_at(&sot_logits, sp.no_speech as usize).exp() as f32;
+    let first = row(&model.decoder.logits_at(&hidden, prompt.len() - 1)?, 0)?;
+    let max_new = (model.config.max_target_positions / 2)
+        .min(model.config.max_target_positions.saturating_sub(prompt.len()));
+
+    let runs = if opts.temperature > 0.0 {
+        opts.best_of.max(1)
+    } else {
+        1
+    };
+    let mut rng = Rng(opts.seed);
+    let mut best: Option<WindowDecode> = None;
+    for _ in 0..runs {
+        let mut state = base.clone();
+        let run = continue_decode(
+            model,
+            &mut state,
+            first.clone(),
+            sp,
+            opts,
+            max_new,
+            &mut rng,
+            device,
+        )?;
+        let score = run.1;
+        if best.as_ref().is_none_or(|b| score > b.sum_logprob) {
+            best = Some(WindowDecode {
+                tokens: run.0,
+                sum_logprob: score,
+                no_speech_prob,
+                temperature: opts.temperature,
+            });
+        }
+    }
+    best.ok_or_else(|| candle_core::Error::Msg("no decode ran".into()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn continue_decode(
+    model: &Whisper,
+    state: &mut DecoderState,
+    mut logits: Vec<f32>,
+    sp: &SpecialTokens,
+    opts: &DecodeOptions,
+    max_new: usize,
+    rng: &mut Rng,
+    device: &Device,
+) -> Result<(Vec<u32>, f64)> {
+    let mut tokens: Vec<u32> = Vec::new();
+    let mut sum_logprob = 0.0;
+    loop {
+        apply_rules(&mut logits, &tokens, sp, opts.max_initial_timestamp_index);
+        let next = if opts.temperature > 0.0 {
+            sample(&logits, opts.temperature, rng)
+        } else {
+            argmax(&logits)
+        };
+        sum_logprob += log_softmax_at(&logits, next);
+        let next = next as u32;
+        if next == sp.eot || tokens.len() + 1 >= max_new {
+            if next != sp.eot {
+                tokens.push(next);
+            }
+            break;
+        }
+        tokens.push(next);
+        let input = Tensor::new(&[next], device)?.unsqueeze(0)?;
+        let hidden = model.decoder.forward(&input, state)?;
+        logits = row(&model.decoder.logits_at(&hidden, 0)?, 0)?;
+    }
+    Ok((tokens, sum_logprob))
+}
+
+/// Language probabilities from the logits after `<|startoftranscript|>`, most probable first.
+pub fn detect_language(
+    model: &Whisper,
+    audio: &Tensor,
+    sp: &SpecialTokens,
+) -> Result<Vec<(String, f32)>> {
+    if !sp.multilingual() {
+        return Ok(vec![("en".into(), 1.0)]);
+    }
+    let mut state = model.decoder.start(audio)?;
+    let sot = Tensor::new(&[sp.sot], audio.device())?.unsqueeze(0)?;
+    let hidden = model.decoder.forward(&sot, &mut state)?;
+    let logits = row(&model.decoder.logits_at(&hidden, 0)?, 0)?;
+    let lang: Vec<f32> = sp
+        .languages
+        .iter()
+        .map(|&(_, id)| logits[id as usize])
+        .collect();
+    let lse = log_sum_exp(&lang);
+    let mut probs: Vec<(String, f32)> = sp
+        .languages
+        .iter()
+        .zip(&lang)
+        .map(|((code, _), &l)| (code.clone(), (l - lse).exp()))
+        .collect();
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(probs)
+}

@@ -1,0 +1,101 @@
+//! Whisper speech recognition in candle: CTranslate2 import, log-mel features, a KV-cached
+//! decoder and faster-whisper's transcription loop (timestamps, language, fallback, guards).
+
+pub mod ct2;
+mod decode;
+pub mod mel;
+mod model;
+mod tokens;
+mod transcribe;
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use serde_json::Value;
+use tokenizers::Tokenizer;
+
+pub use decode::{DecodeOptions, WindowDecode, apply_rules};
+pub use mel::{LogMel, MelExtractor};
+pub use model::{Whisper, WhisperConfig};
+pub use tokens::SpecialTokens;
+pub use transcribe::{Segment, TranscribeOptions, Transcript, compression_ratio};
+
+use crate::{ModelError, Provenance, ResolvedModel};
+
+/// A loaded Whisper model with its tokenizer and feature extractor.
+#[derive(Debug)]
+pub struct WhisperModel {
+    model: Whisper,
+    tokenizer: Tokenizer,
+    tokens: SpecialTokens,
+    mel: MelExtractor,
+    device: Device,
+    provenance: Provenance,
+}
+
+impl WhisperModel {
+    /// Loads `model.safetensors`, `config.json` (Hugging Face names; `generation_config.json`
+    /// supplies the token lists when `config.json` lacks them) and `tokenizer.json`.
+    pub fn load(resolved: &ResolvedModel, device: &Device) -> Result<WhisperModel, ModelError> {
+        let id = resolved.id.as_str();
+        let read_json = |name: &str| -> Result<Value, ModelError> {
+            let path = resolved.dir.join(name);
+            let bytes = std::fs::read(&path).map_err(|source| ModelError::Io { path, source })?;
+            serde_json::from_slice(&bytes).map_err(|e| ModelError::load(id, format!("{name}: {e}")))
+        };
+        let mut config = read_json("config.json")?;
+        if config.get("suppress_tokens").is_none()
+            && let Ok(generation) = read_json("generation_config.json")
+            && let (Some(c), Some(g)) = (config.as_object_mut(), generation.as_object())
+        {
+            for (k, v) in g {
+                c.entry(k.clone()).or_insert(v.clone());
+            }
+            if let Some(langs) = g.get("lang_to_id").and_then(Value::as_object) {
+                let ids: Vec<Value> = langs.values().cloned().collect();
+                c.insert("lang_ids".into(), Value::Array(ids));
+            }
+        }
+        let dims: WhisperConfig = serde_json::from_value(config.clone())
+            .map_err(|e| ModelError::load(id, format!("config.json: {e}")))?;
+        let tokenizer = Tokenizer::from_file(resolved.dir.join("tokenizer.json"))
+            .map_err(|e| ModelError::load(id, format!("tokenizer.json: {e}")))?;
+        let tokens = SpecialTokens::new(&tokenizer, &config, dims.vocab_size)
+            .map_err(|e| ModelError::load(id, e))?;
+        let tensors = candle_core::safetensors::load(resolved.dir.join("model.safetensors"), device)
+            .map_err(|e| ModelError::load(id, e))?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        let mel = MelExtractor::new(dims.num_mel_bins);
+        let model = Whisper::load(vb, dims).map_err(|e| ModelError::load(id, e))?;
+        Ok(WhisperModel {
+            model,
+            tokenizer,
+            tokens,
+            mel,
+            device: device.clone(),
+            provenance: Provenance::of(resolved, device),
+        })
+    }
+
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
+    }
+
+    pub fn special_tokens(&self) -> &SpecialTokens {
+        &self.tokens
+    }
+
+    pub fn mel_extractor(&self) -> &MelExtractor {
+        &self.mel
+    }
+
+    /// Transcribes 16 kHz mono samples.
+    pub fn transcribe(
+        &self,
+        samples: &[f32],
+        opts: &TranscribeOptions,
+    ) -> Result<Transcript, ModelError> {
+        let mel = self.mel.compute(samples, mel::HOP);
+        self.transcribe_mel(&mel, opts)
+            .map_err(|e| ModelError::inference(&self.provenance.id, e))
+    }
+}

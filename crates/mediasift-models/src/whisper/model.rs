@@ -1,0 +1,329 @@
+//! Whisper's encoder and decoder in candle, loading Hugging Face parameter names, with a
+//! self-attention KV cache in the decoder (each step runs one token, not the whole prefix) and
+//! the cross-attention keys/values computed once per window.
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear, VarBuilder};
+use serde::Deserialize;
+
+type Result<T> = candle_core::Result<T>;
+
+/// Model dimensions, from a Hugging Face Whisper `config.json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WhisperConfig {
+    pub d_model: usize,
+    pub num_mel_bins: usize,
+    pub vocab_size: usize,
+    pub max_source_positions: usize,
+    pub max_target_positions: usize,
+    pub encoder_layers: usize,
+    pub encoder_attention_heads: usize,
+    pub decoder_layers: usize,
+    pub decoder_attention_heads: usize,
+}
+
+#[derive(Debug)]
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    heads: usize,
+}
+
+impl Attention {
+    fn load(vb: VarBuilder, d: usize, heads: usize) -> Result<Attention> {
+        Ok(Attention {
+            q: candle_nn::linear(d, d, vb.pp("q_proj"))?,
+            k: candle_nn::linear_no_bias(d, d, vb.pp("k_proj"))?,
+            v: candle_nn::linear(d, d, vb.pp("v_proj"))?,
+            out: candle_nn::linear(d, d, vb.pp("out_proj"))?,
+            heads,
+        })
+    }
+
+    /// [B, T, D] → [B, H, T, D/H].
+    fn split(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        x.reshape((b, t, self.heads, d / self.heads))?
+            .transpose(1, 2)?
+            .contiguous()
+    }
+
+    fn keys_values(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((
+            self.split(&self.k.forward(x)?)?,
+            self.split(&self.v.forward(x)?)?,
+        ))
+    }
+
+    /// Attention of `x` over `k`/`v` (already split into heads); `mask` is added to the scores.
+    fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        let scale = ((d / self.heads) as f64).powf(-0.5);
+        let q = self.split(&(self.q.forward(x)? * scale)?)?;
+        let mut w = q.matmul(&k.t()?)?;
+        if let Some(mask) = mask {
+            w = w.broadcast_add(mask)?;
+        }
+        let w = candle_nn::ops::softmax_last_dim(&w)?;
+        let o = w.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        self.out.forward(&o)
+    }
+}
+
+#[derive(Debug)]
+struct Mlp {
+    norm: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl Mlp {
+    fn load(vb: &VarBuilder, d: usize) -> Result<Mlp> {
+        let hidden = vb.pp("fc1").get_unchecked("weight")?.dim(0)?;
+        Ok(Mlp {
+            norm: candle_nn::layer_norm(d, 1e-5, vb.pp("final_layer_norm"))?,
+            fc1: candle_nn::linear(d, hidden, vb.pp("fc1"))?,
+            fc2: candle_nn::linear(hidden, d, vb.pp("fc2"))?,
+        })
+    }
+    fn residual(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.fc1.forward(&self.norm.forward(x)?)?.gelu_erf()?;
+        x + self.fc2.forward(&h)?
+    }
+}
+
+#[derive(Debug)]
+struct EncoderLayer {
+    norm: LayerNorm,
+    attn: Attention,
+    mlp: Mlp,
+}
+
+#[derive(Debug)]
+pub struct Encoder {
+    conv1: Conv1d,
+    conv2: Conv1d,
+    positions: Tensor,
+    layers: Vec<EncoderLayer>,
+    norm: LayerNorm,
+}
+
+impl Encoder {
+    fn load(vb: VarBuilder, c: &WhisperConfig) -> Result<Encoder> {
+        let d = c.d_model;
+        let conv = |stride| Conv1dConfig {
+            padding: 1,
+            stride,
+            ..Default::default()
+        };
+        let layers = (0..c.encoder_layers)
+            .map(|i| {
+                let vb = vb.pp(format!("layers.{i}"));
+                Ok(EncoderLayer {
+                    norm: candle_nn::layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
+                    attn: Attention::load(vb.pp("self_attn"), d, c.encoder_attention_heads)?,
+                    mlp: Mlp::load(&vb, d)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Encoder {
+            conv1: candle_nn::conv1d(c.num_mel_bins, d, 3, conv(1), vb.pp("conv1"))?,
+            conv2: candle_nn::conv1d(d, d, 3, conv(2), vb.pp("conv2"))?,
+            positions: vb
+                .pp("embed_positions")
+                .get((c.max_source_positions, d), "weight")?,
+            layers,
+            norm: candle_nn::layer_norm(d, 1e-5, vb.pp("layer_norm"))?,
+        })
+    }
+
+    /// Log-mel [B, n_mels, 3000] → audio features [B, 1500, D].
+    pub fn forward(&self, mel: &Tensor) -> Result<Tensor> {
+        let x = self.conv1.forward(mel)?.gelu_erf()?;
+        let x = self.conv2.forward(&x)?.gelu_erf()?.transpose(1, 2)?;
+        let t = x.dim(1)?;
+        let mut x = x.broadcast_add(&self.positions.narrow(0, 0, t)?)?;
+        for layer in &self.layers {
+            let h = layer.norm.forward(&x)?;
+            let (k, v) = layer.attn.keys_values(&h)?;
+            x = (&x + layer.attn.attend(&h, &k, &v, None)?)?;
+            x = layer.mlp.residual(&x)?;
+        }
+        self.norm.forward(&x)
+    }
+}
+
+#[derive(Debug)]
+struct DecoderLayer {
+    self_norm: LayerNorm,
+    self_attn: Attention,
+    cross_norm: LayerNorm,
+    cross_attn: Attention,
+    mlp: Mlp,
+}
+
+/// The decoder's state for a batch of sequences over one batch of encoder outputs.
+#[derive(Debug, Clone)]
+pub struct DecoderState {
+    self_kv: Vec<Option<(Tensor, Tensor)>>,
+    cross_kv: Vec<(Tensor, Tensor)>,
+    /// Tokens consumed so far (the next token's position).
+    pub position: usize,
+}
+
+impl DecoderState {
+    /// Keeps the sequences at `rows` (beam search reordering, or dropping finished rows).
+    pub fn select(&self, rows: &Tensor) -> Result<DecoderState> {
+        let pick = |(k, v): &(Tensor, Tensor)| -> Result<(Tensor, Tensor)> {
+            Ok((k.index_select(rows, 0)?, v.index_select(rows, 0)?))
+        };
+        Ok(DecoderState {
+            self_kv: self
+                .self_kv
+                .iter()
+                .map(|kv| kv.as_ref().map(pick).transpose())
+                .collect::<Result<_>>()?,
+            cross_kv: self.cross_kv.iter().map(pick).collect::<Result<_>>()?,
+            position: self.position,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct Decoder {
+    embed: Tensor,
+    positions: Tensor,
+    layers: Vec<DecoderLayer>,
+    norm: LayerNorm,
+    max_positions: usize,
+}
+
+impl Decoder {
+    fn load(vb: VarBuilder, c: &WhisperConfig) -> Result<Decoder> {
+        let d = c.d_model;
+        let layers = (0..c.decoder_layers)
+            .map(|i| {
+                let vb = vb.pp(format!("layers.{i}"));
+                let heads = c.decoder_attention_heads;
+                Ok(DecoderLayer {
+                    self_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
+                    self_attn: Attention::load(vb.pp("self_attn"), d, heads)?,
+                    cross_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("encoder_attn_layer_norm"))?,
+                    cross_attn: Attention::load(vb.pp("encoder_attn"), d, heads)?,
+                    mlp: Mlp::load(&vb, d)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Decoder {
+            embed: vb.pp("embed_tokens").get((c.vocab_size, d), "weight")?,
+            positions: vb
+                .pp("embed_positions")
+                .get((c.max_target_positions, d), "weight")?,
+            layers,
+            norm: candle_nn::layer_norm(d, 1e-5, vb.pp("layer_norm"))?,
+            max_positions: c.max_target_positions,
+        })
+    }
+
+    /// A fresh state over encoder outputs `audio` [B, 1500, D].
+    pub fn start(&self, audio: &Tensor) -> Result<DecoderState> {
+        Ok(DecoderState {
+            self_kv: vec![None; self.layers.len()],
+            cross_kv: self
+                .layers
+                .iter()
+                .map(|l| l.cross_attn.keys_values(audio))
+                .collect::<Result<_>>()?,
+            position: 0,
+        })
+    }
+
+    /// Runs `tokens` [B, T] from the state's position; returns the final hidden states [B, T, D].
+    pub fn forward(&self, tokens: &Tensor, state: &mut DecoderState) -> Result<Tensor> {
+        let (_, t) = tokens.dims2()?;
+        let start = state.position;
+        if start + t > self.max_positions {
+            candle_core::bail!(
+                "decoder context is full ({} positions)",
+                self.max_positions
+            );
+        }
+        let mut x = self
+            .embed
+            .embedding(&tokens.flatten_all()?)?
+            .reshape((tokens.dim(0)?, t, ()))?
+            .broadcast_add(&self.positions.narrow(0, start, t)?)?;
+        let mask = if t > 1 {
+            Some(causal_mask(start, t, x.device())?)
+        } else {
+            None
+        };
+        for ((layer, cache), (ck, cv)) in self
+            .layers
+            .iter()
+            .zip(state.self_kv.iter_mut())
+            .zip(&state.cross_kv)
+        {
+            let h = layer.self_norm.forward(&x)?;
+            let (k, v) = layer.self_attn.keys_values(&h)?;
+            let (k, v) = match cache.take() {
+                Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+                None => (k, v),
+            };
+            x = (&x + layer.self_attn.attend(&h, &k, &v, mask.as_ref())?)?;
+            *cache = Some((k, v));
+            let h = layer.cross_norm.forward(&x)?;
+            x = (&x + layer.cross_attn.attend(&h, ck, cv, None)?)?;
+            x = layer.mlp.residual(&x)?;
+        }
+        state.position = start + t;
+        Ok(x)
+    }
+
+    /// Logits [B, vocab] of the hidden state at position `index` of `hidden` [B, T, D].
+    pub fn logits_at(&self, hidden: &Tensor, index: usize) -> Result<Tensor> {
+        let h = self.norm.forward(&hidden.narrow(1, index, 1)?)?.squeeze(1)?;
+        h.matmul(&self.embed.t()?)
+    }
+}
+
+fn causal_mask(start: usize, t: usize, device: &Device) -> Result<Tensor> {
+    let total = start + t;
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j > start + i {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
+        .collect();
+    Tensor::from_vec(mask, (t, total), device)
+}
+
+/// Whisper: encoder, decoder, dimensions.
+#[derive(Debug)]
+pub struct Whisper {
+    pub encoder: Encoder,
+    pub decoder: Decoder,
+    pub config: WhisperConfig,
+}
+
+impl Whisper {
+    pub fn load(vb: VarBuilder, config: WhisperConfig) -> Result<Whisper> {
+        let vb = vb.pp("model");
+        Ok(Whisper {
+            encoder: Encoder::load(vb.pp("encoder"), &config)?,
+            decoder: Decoder::load(vb.pp("decoder"), &config)?,
+            config,
+        })
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.decoder.embed.dtype()
+    }
+}
