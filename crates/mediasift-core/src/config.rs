@@ -112,6 +112,10 @@ pub struct TranscriptionConfig {
     pub model: String,
     /// Language code to force (`en`, `fr`, …); empty detects it per file.
     pub language: String,
+    /// Beam width (1 = greedy, faster but a little less accurate).
+    pub beam_size: usize,
+    /// Silero voice activity detection first: silence is skipped, never transcribed.
+    pub vad: bool,
 }
 
 impl Default for TranscriptionConfig {
@@ -119,6 +123,8 @@ impl Default for TranscriptionConfig {
         TranscriptionConfig {
             model: "whisper-base".into(),
             language: String::new(),
+            beam_size: 5,
+            vad: true,
         }
     }
 }
@@ -401,6 +407,13 @@ impl RawConfig {
                 key: "text_embedding.max_tokens",
                 value: format!("{} (overlap {})", te.max_tokens, te.overlap),
                 reason: "must be within 8..=512 and exceed overlap + 2",
+            });
+        }
+        if !(1..=16).contains(&self.transcription.beam_size) {
+            return Err(ConfigError::Invalid {
+                key: "transcription.beam_size",
+                value: self.transcription.beam_size.to_string(),
+                reason: "must be within 1..=16",
             });
         }
         if self.batching.max_batch == 0 {

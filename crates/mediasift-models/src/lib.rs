@@ -26,6 +26,7 @@ mod onnx;
 mod store;
 mod text_embedding;
 mod torch_legacy;
+pub mod vad;
 pub mod whisper;
 
 pub use catalog::{ModelFile, ModelSpec, PypiSource};
@@ -37,4 +38,5 @@ pub use nsfw::OpenNsfw;
 pub use ocr::{OcrLine, OcrResult, OcrWord, Tesseract};
 pub use store::{ModelStore, ResolvedModel, sha256_file};
 pub use text_embedding::{Chunking, EmbeddedText, TextEmbedder};
+pub use vad::{SileroVad, SpeechRegion, VadOptions};
 pub use whisper::{TranscribeOptions, Transcript, WhisperModel};

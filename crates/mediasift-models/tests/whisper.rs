@@ -11,19 +11,24 @@ use std::time::{Duration, Instant};
 use candle_core::Device;
 use mediasift_core::{Config, RawConfig};
 use mediasift_media::{Decoded, Tools, decode_file};
+use mediasift_models::vad::speech_regions;
 use mediasift_models::whisper::MelExtractor;
-use mediasift_models::{ModelStore, TranscribeOptions, Transcript, WhisperModel, catalog};
+use mediasift_models::{
+    ModelStore, SileroVad, TranscribeOptions, Transcript, VadOptions, WhisperModel, catalog,
+};
 use serde_json::Value;
 
 fn repo(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
 
 fn reference() -> &'static Value {
     static R: OnceLock<Value> = OnceLock::new();
     R.get_or_init(|| {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/whisper_reference.json");
+        let path =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/whisper_reference.json");
         serde_json::from_slice(&std::fs::read(path).expect("reference fixture")).expect("json")
     })
 }
@@ -50,6 +55,18 @@ fn model(id: &str) -> &'static WhisperModel {
     })
 }
 
+fn vad() -> &'static SileroVad {
+    static VAD: OnceLock<SileroVad> = OnceLock::new();
+    VAD.get_or_init(|| {
+        let cfg = config();
+        let store = ModelStore::new(cfg.models_dir(), cfg.models().paths.clone(), false);
+        let resolved = store
+            .resolve(&catalog::SILERO_VAD)
+            .unwrap_or_else(|e| panic!("{e} (the test script fetches it)"));
+        SileroVad::load(&resolved).expect("load silero")
+    })
+}
+
 /// 16 kHz mono samples of a fixture, through mediasift's own decoder.
 fn samples(rel: &str) -> Vec<f32> {
     let tools = Tools::detect(config().video());
@@ -66,9 +83,10 @@ fn samples(rel: &str) -> Vec<f32> {
     }
 }
 
-fn greedy() -> TranscribeOptions {
+fn at_temperature_zero(beam_size: usize) -> TranscribeOptions {
     TranscribeOptions {
         temperatures: vec![0.0],
+        beam_size,
         ..TranscribeOptions::default()
     }
 }
@@ -77,7 +95,10 @@ fn greedy() -> TranscribeOptions {
 fn log_mel_matches_faster_whisper_within_1e_4() {
     let clip = &reference()["models"]["whisper-base"]["clips"]["speech_01.wav"];
     let mel = MelExtractor::new(80).compute(&samples("audio/speech_01.wav"), 160);
-    assert_eq!(mel.frames as u64, clip["mel_frames"].as_u64().expect("frames"));
+    assert_eq!(
+        mel.frames as u64,
+        clip["mel_frames"].as_u64().expect("frames")
+    );
     let mut worst = 0f32;
     for (i, frame) in clip["mel_every_10th_frame"]
         .as_array()
@@ -101,12 +122,12 @@ fn tokens_of(t: &Transcript) -> Vec<u32> {
 fn greedy_tokens_equal_faster_whisper() {
     for (id, entry) in reference()["models"].as_object().expect("models") {
         let m = model(id);
-        let expected_suppress: Vec<u32> = serde_json::from_value(entry["suppress_tokens"].clone())
-            .expect("suppress list");
+        let expected_suppress: Vec<u32> =
+            serde_json::from_value(entry["suppress_tokens"].clone()).expect("suppress list");
         assert_eq!(m.special_tokens().suppress, expected_suppress, "{id}");
         for (clip, want) in entry["clips"].as_object().expect("clips") {
             let t = m
-                .transcribe(&samples(&format!("audio/{clip}")), &greedy())
+                .transcribe(&samples(&format!("audio/{clip}")), &at_temperature_zero(1))
                 .expect("transcribe");
             let want_tokens: Vec<u32> = want["segments"]
                 .as_array()
@@ -115,10 +136,21 @@ fn greedy_tokens_equal_faster_whisper() {
                 .flat_map(|s| serde_json::from_value::<Vec<u32>>(s["tokens"].clone()).expect("ids"))
                 .collect();
             assert_eq!(tokens_of(&t), want_tokens, "{id} {clip}: {}", t.text);
-            assert_eq!(t.language, want["language"].as_str().expect("lang"), "{id} {clip}");
+            assert_eq!(
+                t.language,
+                want["language"].as_str().expect("lang"),
+                "{id} {clip}"
+            );
             let p = want["language_probability"].as_f64().expect("p") as f32;
-            assert!((t.language_probability - p).abs() < 1e-3, "{id} {clip}: {p}");
-            for (ours, theirs) in t.segments.iter().zip(want["segments"].as_array().expect("s")) {
+            assert!(
+                (t.language_probability - p).abs() < 1e-3,
+                "{id} {clip}: {p}"
+            );
+            for (ours, theirs) in t
+                .segments
+                .iter()
+                .zip(want["segments"].as_array().expect("s"))
+            {
                 assert!((ours.start - theirs["start"].as_f64().expect("start")).abs() < 1e-6);
                 assert!((ours.end - theirs["end"].as_f64().expect("end")).abs() < 1e-6);
                 let ns = theirs["no_speech_prob"].as_f64().expect("nsp") as f32;
@@ -128,7 +160,8 @@ fn greedy_tokens_equal_faster_whisper() {
     }
 }
 
-/// Lower-case words without punctuation, digits spelled out.
+/// Lower-case words without punctuation, numbers and common abbreviations spelled out (as
+/// Whisper's English normaliser does before scoring).
 fn normalise(text: &str) -> Vec<String> {
     let mut words = Vec::new();
     for raw in text.split(|c: char| c.is_whitespace() || c == '-') {
@@ -141,9 +174,22 @@ fn normalise(text: &str) -> Vec<String> {
         if w.is_empty() {
             continue;
         }
-        match w.parse::<u32>() {
-            Ok(n) => words.extend(number_words(n)),
-            Err(_) => words.push(w),
+        let ordinal = ["st", "nd", "rd", "th"]
+            .iter()
+            .find_map(|suffix| w.strip_suffix(suffix)?.parse::<u32>().ok());
+        match (w.parse::<u32>(), ordinal, w.as_str()) {
+            (Ok(n), _, _) => words.extend(number_words(n)),
+            (_, Some(n), _) => {
+                let mut spelled = number_words(n);
+                if let Some(last) = spelled.last_mut() {
+                    *last = ordinal_word(last);
+                }
+                words.extend(spelled);
+            }
+            (_, _, "mr") => words.push("mister".into()),
+            (_, _, "mrs") => words.push("missus".into()),
+            (_, _, "dr") => words.push("doctor".into()),
+            _ => words.push(w),
         }
     }
     words
@@ -151,8 +197,25 @@ fn normalise(text: &str) -> Vec<String> {
 
 fn number_words(n: u32) -> Vec<String> {
     const SMALL: [&str; 20] = [
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-        "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
         "nineteen",
     ];
     const TENS: [&str; 10] = [
@@ -162,19 +225,33 @@ fn number_words(n: u32) -> Vec<String> {
         0..20 => vec![SMALL[n as usize].into()],
         20..100 => {
             let mut v = vec![TENS[(n / 10) as usize].to_string()];
-            if n % 10 != 0 {
+            if !n.is_multiple_of(10) {
                 v.push(SMALL[(n % 10) as usize].into());
             }
             v
         }
         100..1000 => {
             let mut v = vec![SMALL[(n / 100) as usize].to_string(), "hundred".into()];
-            if n % 100 != 0 {
+            if !n.is_multiple_of(100) {
                 v.extend(number_words(n % 100));
             }
             v
         }
         _ => vec![n.to_string()],
+    }
+}
+
+fn ordinal_word(cardinal: &str) -> String {
+    match cardinal {
+        "one" => "first".into(),
+        "two" => "second".into(),
+        "three" => "third".into(),
+        "five" => "fifth".into(),
+        "eight" => "eighth".into(),
+        "nine" => "ninth".into(),
+        "twelve" => "twelfth".into(),
+        c if c.ends_with('y') => format!("{}ieth", &c[..c.len() - 1]),
+        c => format!("{c}th"),
     }
 }
 
@@ -219,7 +296,10 @@ fn english_speech_has_low_word_error_rate_and_languages_are_detected() {
         assert_eq!(&t.language, lang, "{clip}: detected {}", t.language);
         assert!(!t.segments.is_empty(), "{clip}: no segments");
         for s in &t.segments {
-            assert!(s.start <= s.end && s.end <= t.duration + 0.5, "{clip}: {s:?}");
+            assert!(
+                s.start <= s.end && s.end <= t.duration + 0.5,
+                "{clip}: {s:?}"
+            );
         }
         if lang != "en" || clip == "speech_02.wav" {
             // Non-English: language only. speech_02 is two speakers on two channels, mixed.
@@ -246,11 +326,62 @@ fn english_speech_has_low_word_error_rate_and_languages_are_detected() {
 }
 
 #[test]
-fn silence_and_noise_give_no_text() {
+fn vad_matches_faster_whisper_and_covers_the_speech_of_every_clip() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vad_reference.json");
+    let reference: Value =
+        serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("json");
+    for (clip, want) in reference.as_object().expect("clips") {
+        let audio = samples(&format!("audio/{clip}"));
+        let probs = vad().probabilities(&audio);
+        let theirs: Vec<f32> = serde_json::from_value(want["probabilities"].clone()).expect("p");
+        assert_eq!(probs.len(), theirs.len(), "{clip}");
+        let worst = probs
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst < 1e-3,
+            "{clip}: largest probability difference {worst}"
+        );
+        let regions = speech_regions(&probs, audio.len(), &VadOptions::default());
+        let got: Vec<(u64, u64)> = regions
+            .iter()
+            .map(|r| (r.start as u64, r.end as u64))
+            .collect();
+        let want: Vec<(u64, u64)> = want["regions"]
+            .as_array()
+            .expect("regions")
+            .iter()
+            .filter_map(|r| Some((r["start"].as_u64()?, r["end"].as_u64()?)))
+            .collect();
+        assert_eq!(got, want, "{clip}");
+    }
+    // Every speech clip: speech found over most of it.
+    for clip in reference_transcripts().keys() {
+        let audio = samples(&format!("audio/{clip}"));
+        let probs = vad().probabilities(&audio);
+        let regions = speech_regions(&probs, audio.len(), &VadOptions::default());
+        let covered: usize = regions.iter().map(|r| r.end - r.start).sum();
+        assert!(
+            covered as f64 >= 0.7 * audio.len() as f64,
+            "{clip}: speech found in {covered} of {} samples",
+            audio.len()
+        );
+    }
+}
+
+#[test]
+fn silence_and_noise_give_no_text_with_the_vad() {
     let m = model("whisper-base");
+    let opts = TranscribeOptions::default();
+    // Whisper alone says "You" over 5 s of digital silence at beam 5 (as faster-whisper does
+    // without its VAD filter); with the VAD first there is nothing to transcribe.
     let silence = vec![0.0f32; 16_000 * 5];
-    let t = m.transcribe(&silence, &TranscribeOptions::default()).expect("silence");
-    assert!(t.text.is_empty(), "invented over silence: {:?}", t.text);
+    let t = m
+        .transcribe_speech(&silence, vad(), &opts)
+        .expect("silence");
+    assert!(t.segments.is_empty() && t.text.is_empty(), "{t:?}");
     // White noise at a moderate level (deterministic generator).
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let noise: Vec<f32> = (0..16_000 * 5)
@@ -261,6 +392,25 @@ fn silence_and_noise_give_no_text() {
             ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
         })
         .collect();
-    let t = m.transcribe(&noise, &TranscribeOptions::default()).expect("noise");
-    assert!(t.text.is_empty(), "invented over noise: {:?}", t.text);
+    let regions = speech_regions(
+        &vad().probabilities(&noise),
+        noise.len(),
+        &VadOptions::default(),
+    );
+    assert!(regions.is_empty(), "noise taken for speech: {regions:?}");
+    let t = m.transcribe_speech(&noise, vad(), &opts).expect("noise");
+    assert!(t.text.is_empty(), "{t:?}");
+}
+
+#[test]
+fn beam_search_tokens_equal_faster_whisper() {
+    for (id, entry) in reference()["models"].as_object().expect("models") {
+        for (clip, want) in entry["clips"].as_object().expect("clips") {
+            let t = model(id)
+                .transcribe(&samples(&format!("audio/{clip}")), &at_temperature_zero(5))
+                .expect("transcribe");
+            let want: Vec<u32> = serde_json::from_value(want["beam5_tokens"].clone()).expect("ids");
+            assert_eq!(tokens_of(&t), want, "{id} {clip}: {}", t.text);
+        }
+    }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use candle_core::Device;
 use mediasift_core::{Config, OcrMode};
 use mediasift_models::{
-    Chunking, MobileNetV2, ModelError, ModelSpec, ModelStore, OpenNsfw, ResolvedModel, Tesseract,
-    TextEmbedder, WhisperModel, catalog, select_device,
+    Chunking, MobileNetV2, ModelError, ModelSpec, ModelStore, OpenNsfw, ResolvedModel, SileroVad,
+    Tesseract, TextEmbedder, WhisperModel, catalog, select_device,
 };
 
 use crate::analyzer::{ImageBatcher, NsfwBatcher};
@@ -25,6 +25,7 @@ pub struct ModelSet {
     pub nsfw: Option<(Arc<OpenNsfw>, NsfwBatcher)>,
     pub ocr: Option<Tesseract>,
     pub whisper: Option<Arc<WhisperModel>>,
+    pub vad: Option<Arc<SileroVad>>,
 }
 
 impl ModelSet {
@@ -71,6 +72,9 @@ impl ModelSet {
                     looked: "the model catalog (known: whisper-base, whisper-tiny.en)".into(),
                 })?;
             set.whisper = Some(load(cfg, spec, WhisperModel::load)?);
+            if cfg.transcription().vad {
+                set.vad = Some(load(cfg, &catalog::SILERO_VAD, |m, _| SileroVad::load(m))?);
+            }
         }
         if cfg.analyzers().text_embedding {
             let te = cfg.text_embedding();

@@ -107,6 +107,34 @@ pub enum ExportFormat {
 pub enum BenchCommand {
     /// Image and text models: candle vs onnxruntime on the same network, matmul peak, MiniLM.
     Vision(BenchArgs),
+    /// Whisper: wall time and real-time factor per clip vs faster-whisper on the same weights.
+    Audio(AudioBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AudioBenchArgs {
+    /// Whisper models to measure.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "whisper-tiny.en,whisper-base"
+    )]
+    pub models: Vec<String>,
+    /// Beam widths to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,5")]
+    pub beams: Vec<usize>,
+    /// Folder whose speech_* files are the clips.
+    #[arg(long, default_value = "tests/fixtures/media/audio")]
+    pub clips: std::path::PathBuf,
+    /// Also a file of the clips concatenated to at least this many seconds (0: none).
+    #[arg(long, default_value_t = 600.0)]
+    pub long_secs: f64,
+    /// faster-whisper cpu_threads (candle uses every core).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// The faster-whisper side (needs `pip install faster-whisper`).
+    #[arg(long, default_value = "scripts/bench/whisper_peer.py")]
+    pub peer_script: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -204,21 +204,30 @@ pub fn convert_whisper(
     ct2_config: &Value,
 ) -> Result<(HashMap<String, Tensor>, Value), String> {
     if model.spec != "WhisperSpec" {
-        return Err(format!("expected a WhisperSpec model, found {}", model.spec));
+        return Err(format!(
+            "expected a WhisperSpec model, found {}",
+            model.spec
+        ));
     }
     let mut out = HashMap::new();
     let mut put = |name: String, t: Tensor| {
         out.insert(name, t);
     };
     let linear = |put: &mut dyn FnMut(String, Tensor), from: &str, to: &str| {
-        put(format!("{to}.weight"), model.tensor(&format!("{from}/weight"))?);
+        put(
+            format!("{to}.weight"),
+            model.tensor(&format!("{from}/weight"))?,
+        );
         if let Ok(b) = model.tensor(&format!("{from}/bias")) {
             put(format!("{to}.bias"), b);
         }
         Ok::<(), String>(())
     };
     let norm = |put: &mut dyn FnMut(String, Tensor), from: &str, to: &str| {
-        put(format!("{to}.weight"), model.tensor(&format!("{from}/gamma"))?);
+        put(
+            format!("{to}.weight"),
+            model.tensor(&format!("{from}/gamma"))?,
+        );
         put(format!("{to}.bias"), model.tensor(&format!("{from}/beta"))?);
         Ok::<(), String>(())
     };

@@ -35,6 +35,8 @@ pub struct DecodeOptions {
     pub max_initial_timestamp_index: u32,
     /// Sampled sequences at temperature > 0 (the most probable is kept).
     pub best_of: usize,
+    /// Beam width at temperature 0 (1 = greedy).
+    pub beam_size: usize,
     pub seed: u64,
 }
 
@@ -76,7 +78,8 @@ pub fn apply_rules(logits: &mut [f32], sampled: &[u32], sp: &SpecialTokens, max_
         }
         [.., last] => {
             if sp.is_timestamp(*last) {
-                let penultimate_is_ts = sampled.len() < 2 || sp.is_timestamp(sampled[sampled.len() - 2]);
+                let penultimate_is_ts =
+                    sampled.len() < 2 || sp.is_timestamp(sampled[sampled.len() - 2]);
                 if penultimate_is_ts {
                     // A pair just closed: text must follow.
                     d.range(sp.timestamp_begin, ts_end);
@@ -187,52 +190,151 @@ pub fn decode_window(
     let sot_logits = row(&model.decoder.logits_at(&hidden, sot_index)?, 0)?;
     let no_speech_prob = log_softmax_at(&sot_logits, sp.no_speech as usize).exp() as f32;
     let first = row(&model.decoder.logits_at(&hidden, prompt.len() - 1)?, 0)?;
-    let max_new = (model.config.max_target_positions / 2)
-        .min(model.config.max_target_positions.saturating_sub(prompt.len()));
+    let max_new = (model.config.max_target_positions / 2).min(
+        model
+            .config
+            .max_target_positions
+            .saturating_sub(prompt.len()),
+    );
 
-    let runs = if opts.temperature > 0.0 {
-        opts.best_of.max(1)
-    } else {
-        1
+    let ctx = Ctx {
+        model,
+        sp,
+        opts,
+        max_new,
+        device,
     };
-    let mut rng = Rng(opts.seed);
-    let mut best: Option<WindowDecode> = None;
-    for _ in 0..runs {
-        let mut state = base.clone();
-        let run = continue_decode(
-            model,
-            &mut state,
-            first.clone(),
-            sp,
-            opts,
-            max_new,
-            &mut rng,
-            device,
-        )?;
-        let score = run.1;
-        if best.as_ref().is_none_or(|b| score > b.sum_logprob) {
-            best = Some(WindowDecode {
-                tokens: run.0,
-                sum_logprob: score,
-                no_speech_prob,
-                temperature: opts.temperature,
-            });
+    let (tokens, sum_logprob) = if opts.temperature <= 0.0 && opts.beam_size > 1 {
+        beam_search(&ctx, &base, first, opts.beam_size)?
+    } else {
+        let runs = if opts.temperature > 0.0 {
+            opts.best_of.max(1)
+        } else {
+            1
+        };
+        let mut rng = Rng(opts.seed);
+        let mut best: Option<(Vec<u32>, f64)> = None;
+        for _ in 0..runs {
+            let mut state = base.clone();
+            let run = continue_decode(&ctx, &mut state, first.clone(), &mut rng)?;
+            if best.as_ref().is_none_or(|b| run.1 > b.1) {
+                best = Some(run);
+            }
         }
-    }
-    best.ok_or_else(|| candle_core::Error::Msg("no decode ran".into()))
+        best.ok_or_else(|| candle_core::Error::Msg("no decode ran".into()))?
+    };
+    Ok(WindowDecode {
+        tokens,
+        sum_logprob,
+        no_speech_prob,
+        temperature: opts.temperature,
+    })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What every decoding step of one window needs.
+struct Ctx<'a> {
+    model: &'a Whisper,
+    sp: &'a SpecialTokens,
+    opts: &'a DecodeOptions,
+    max_new: usize,
+    device: &'a Device,
+}
+
+/// Beam search at temperature 0 (Whisper's `BeamSearchDecoder`, patience 1): each step keeps
+/// the `beam` best unfinished hypotheses among every hypothesis's `beam + 1` best tokens, and
+/// stops once `beam` hypotheses have ended; the best by log-probability per token wins.
+fn beam_search(
+    ctx: &Ctx<'_>,
+    base: &DecoderState,
+    first: Vec<f32>,
+    beam: usize,
+) -> Result<(Vec<u32>, f64)> {
+    let sp = ctx.sp;
+    let mut state = base.clone();
+    let mut hyps: Vec<(Vec<u32>, f64)> = vec![(Vec::new(), 0.0)];
+    let mut rows = vec![first];
+    let mut finished: Vec<(Vec<u32>, f64)> = Vec::new();
+    for _ in 0..ctx.max_new {
+        let mut candidates: Vec<(f64, usize, u32)> = Vec::new();
+        for (i, (tokens, score)) in hyps.iter().enumerate() {
+            let logits = &mut rows[i];
+            apply_rules(logits, tokens, sp, ctx.opts.max_initial_timestamp_index);
+            let lse = f64::from(log_sum_exp(logits));
+            for t in top_k(logits, beam + 1) {
+                candidates.push((score + f64::from(logits[t]) - lse, i, t as u32));
+            }
+        }
+        candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut next: Vec<(Vec<u32>, f64)> = Vec::new();
+        let mut parents: Vec<u32> = Vec::new();
+        let mut newly_finished: Vec<(Vec<u32>, f64)> = Vec::new();
+        for (score, parent, token) in candidates {
+            if token == sp.eot {
+                newly_finished.push((hyps[parent].0.clone(), score));
+            } else {
+                let mut tokens = hyps[parent].0.clone();
+                tokens.push(token);
+                next.push((tokens, score));
+                parents.push(parent as u32);
+                if next.len() == beam {
+                    break;
+                }
+            }
+        }
+        for f in newly_finished {
+            if finished.len() >= beam {
+                break;
+            }
+            finished.push(f);
+        }
+        if finished.len() >= beam || next.is_empty() {
+            break;
+        }
+        let index = Tensor::new(parents.as_slice(), ctx.device)?;
+        state = state.select(&index)?;
+        let last: Vec<u32> = next.iter().map(|(t, _)| t[t.len() - 1]).collect();
+        let input = Tensor::new(last.as_slice(), ctx.device)?.unsqueeze(1)?;
+        let hidden = ctx.model.decoder.forward(&input, &mut state)?;
+        let logits = ctx.model.decoder.logits_at(&hidden, 0)?;
+        rows = (0..next.len())
+            .map(|r| row(&logits, r))
+            .collect::<Result<_>>()?;
+        hyps = next;
+    }
+    if finished.is_empty() {
+        finished = hyps;
+    }
+    // Length penalty 1: the sum of log-probabilities over the length (end-of-text counted).
+    let normalised = |(t, s): &(Vec<u32>, f64)| s / (t.len() + 1) as f64;
+    finished
+        .into_iter()
+        .max_by(|a, b| normalised(a).total_cmp(&normalised(b)))
+        .ok_or_else(|| candle_core::Error::Msg("beam search produced nothing".into()))
+}
+
+/// Indices of the `k` largest values, largest first.
+fn top_k(xs: &[f32], k: usize) -> Vec<usize> {
+    let mut best: Vec<usize> = Vec::with_capacity(k + 1);
+    for (i, &x) in xs.iter().enumerate() {
+        if x == f32::NEG_INFINITY {
+            continue;
+        }
+        if best.len() < k || x > xs[best[best.len() - 1]] {
+            let pos = best.partition_point(|&j| xs[j] >= x);
+            best.insert(pos, i);
+            best.truncate(k);
+        }
+    }
+    best
+}
+
 fn continue_decode(
-    model: &Whisper,
+    ctx: &Ctx<'_>,
     state: &mut DecoderState,
     mut logits: Vec<f32>,
-    sp: &SpecialTokens,
-    opts: &DecodeOptions,
-    max_new: usize,
     rng: &mut Rng,
-    device: &Device,
 ) -> Result<(Vec<u32>, f64)> {
+    let (sp, opts, max_new) = (ctx.sp, ctx.opts, ctx.max_new);
     let mut tokens: Vec<u32> = Vec::new();
     let mut sum_logprob = 0.0;
     loop {
@@ -251,9 +353,9 @@ fn continue_decode(
             break;
         }
         tokens.push(next);
-        let input = Tensor::new(&[next], device)?.unsqueeze(0)?;
-        let hidden = model.decoder.forward(&input, state)?;
-        logits = row(&model.decoder.logits_at(&hidden, 0)?, 0)?;
+        let input = Tensor::new(&[next], ctx.device)?.unsqueeze(0)?;
+        let hidden = ctx.model.decoder.forward(&input, state)?;
+        logits = row(&ctx.model.decoder.logits_at(&hidden, 0)?, 0)?;
     }
     Ok((tokens, sum_logprob))
 }

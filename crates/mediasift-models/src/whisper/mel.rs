@@ -75,7 +75,9 @@ impl LogMel {
     /// (`n_mels * WINDOW_FRAMES` values, row-major).
     pub fn window(&self, start: usize, len: usize) -> Vec<f32> {
         let mut out = vec![0.0f32; self.n_mels * WINDOW_FRAMES];
-        let len = len.min(WINDOW_FRAMES).min(self.frames.saturating_sub(start));
+        let len = len
+            .min(WINDOW_FRAMES)
+            .min(self.frames.saturating_sub(start));
         for m in 0..self.n_mels {
             let row = &self.data[m * self.frames..(m + 1) * self.frames];
             out[m * WINDOW_FRAMES..m * WINDOW_FRAMES + len]

@@ -61,8 +61,9 @@ impl WhisperModel {
             .map_err(|e| ModelError::load(id, format!("tokenizer.json: {e}")))?;
         let tokens = SpecialTokens::new(&tokenizer, &config, dims.vocab_size)
             .map_err(|e| ModelError::load(id, e))?;
-        let tensors = candle_core::safetensors::load(resolved.dir.join("model.safetensors"), device)
-            .map_err(|e| ModelError::load(id, e))?;
+        let tensors =
+            candle_core::safetensors::load(resolved.dir.join("model.safetensors"), device)
+                .map_err(|e| ModelError::load(id, e))?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         let mel = MelExtractor::new(dims.num_mel_bins);
         let model = Whisper::load(vb, dims).map_err(|e| ModelError::load(id, e))?;
@@ -86,6 +87,39 @@ impl WhisperModel {
 
     pub fn mel_extractor(&self) -> &MelExtractor {
         &self.mel
+    }
+
+    /// Transcribes the speech of 16 kHz mono samples: voice activity detection first (no
+    /// speech, no Whisper run and no text), Whisper over the speech joined, times mapped back.
+    pub fn transcribe_speech(
+        &self,
+        samples: &[f32],
+        vad: &crate::SileroVad,
+        opts: &TranscribeOptions,
+    ) -> Result<Transcript, ModelError> {
+        let duration = samples.len() as f64 / mel::SAMPLE_RATE as f64;
+        let regions = crate::vad::speech_regions(
+            &vad.probabilities(samples),
+            samples.len(),
+            &Default::default(),
+        );
+        if regions.is_empty() {
+            return Ok(Transcript {
+                text: String::new(),
+                language: opts.language.clone().unwrap_or_default(),
+                language_probability: 0.0,
+                duration,
+                segments: Vec::new(),
+            });
+        }
+        let speech = crate::vad::SpeechOnly::collect(samples, &regions);
+        let mut t = self.transcribe(&speech.samples, opts)?;
+        for s in &mut t.segments {
+            s.start = speech.original_time(s.start, false);
+            s.end = speech.original_time(s.end, true);
+        }
+        t.duration = duration;
+        Ok(t)
     }
 
     /// Transcribes 16 kHz mono samples.

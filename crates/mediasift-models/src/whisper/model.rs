@@ -52,8 +52,8 @@ impl Attention {
 
     fn keys_values(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         Ok((
-            self.split(&self.k.forward(x)?)?,
-            self.split(&self.v.forward(x)?)?,
+            self.split(&project(&self.k, x)?)?,
+            self.split(&project(&self.v, x)?)?,
         ))
     }
 
@@ -61,15 +61,38 @@ impl Attention {
     fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
         let scale = ((d / self.heads) as f64).powf(-0.5);
-        let q = self.split(&(self.q.forward(x)? * scale)?)?;
+        let q = self.split(&(project(&self.q, x)? * scale)?)?;
         let mut w = q.matmul(&k.t()?)?;
         if let Some(mask) = mask {
             w = w.broadcast_add(mask)?;
         }
         let w = candle_nn::ops::softmax_last_dim(&w)?;
         let o = w.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        self.out.forward(&o)
+        project(&self.out, &o)
     }
+}
+
+/// `x · Wᵀ + b`. For a few rows (decoder steps) it is computed as `W · xᵀ`, which reads the
+/// weights in place: the general path packs the whole weight matrix on every call, and that
+/// copy dominated one-token steps (the logits projection alone is 20-26 M weights).
+fn project(layer: &Linear, x: &Tensor) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let d = dims[dims.len() - 1];
+    let rows = x.elem_count() / d.max(1);
+    if rows > 8 {
+        return layer.forward(x);
+    }
+    let w = layer.weight();
+    let y = w.matmul(&x.reshape((rows, d))?.t()?)?.t()?;
+    let y = match layer.bias() {
+        Some(b) => y.broadcast_add(b)?,
+        None => y.contiguous()?,
+    };
+    let mut out = dims;
+    if let Some(last) = out.last_mut() {
+        *last = w.dim(0)?;
+    }
+    y.reshape(out)
 }
 
 #[derive(Debug)]
@@ -89,8 +112,8 @@ impl Mlp {
         })
     }
     fn residual(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.fc1.forward(&self.norm.forward(x)?)?.gelu_erf()?;
-        x + self.fc2.forward(&h)?
+        let h = project(&self.fc1, &self.norm.forward(x)?)?.gelu_erf()?;
+        x + project(&self.fc2, &h)?
     }
 }
 
@@ -174,7 +197,8 @@ pub struct DecoderState {
 }
 
 impl DecoderState {
-    /// Keeps the sequences at `rows` (beam search reordering, or dropping finished rows).
+    /// Keeps the sequences at `rows` of the self-attention cache (beam search reordering). The
+    /// cross-attention keys/values stay shared: every row decodes the same audio.
     pub fn select(&self, rows: &Tensor) -> Result<DecoderState> {
         let pick = |(k, v): &(Tensor, Tensor)| -> Result<(Tensor, Tensor)> {
             Ok((k.index_select(rows, 0)?, v.index_select(rows, 0)?))
@@ -185,7 +209,7 @@ impl DecoderState {
                 .iter()
                 .map(|kv| kv.as_ref().map(pick).transpose())
                 .collect::<Result<_>>()?,
-            cross_kv: self.cross_kv.iter().map(pick).collect::<Result<_>>()?,
+            cross_kv: self.cross_kv.clone(),
             position: self.position,
         })
     }
@@ -245,10 +269,7 @@ impl Decoder {
         let (_, t) = tokens.dims2()?;
         let start = state.position;
         if start + t > self.max_positions {
-            candle_core::bail!(
-                "decoder context is full ({} positions)",
-                self.max_positions
-            );
+            candle_core::bail!("decoder context is full ({} positions)", self.max_positions);
         }
         let mut x = self
             .embed
@@ -275,7 +296,17 @@ impl Decoder {
             x = (&x + layer.self_attn.attend(&h, &k, &v, mask.as_ref())?)?;
             *cache = Some((k, v));
             let h = layer.cross_norm.forward(&x)?;
-            x = (&x + layer.cross_attn.attend(&h, ck, cv, None)?)?;
+            let (rows, steps, d) = h.dims3()?;
+            let cross = if rows > 1 && ck.dim(0)? == 1 && steps == 1 {
+                // Several hypotheses over one audio: attend as one row of `rows` queries.
+                let out = layer
+                    .cross_attn
+                    .attend(&h.reshape((1, rows, d))?, ck, cv, None)?;
+                out.reshape((rows, 1, d))?
+            } else {
+                layer.cross_attn.attend(&h, ck, cv, None)?
+            };
+            x = (&x + cross)?;
             x = layer.mlp.residual(&x)?;
         }
         state.position = start + t;
@@ -284,7 +315,10 @@ impl Decoder {
 
     /// Logits [B, vocab] of the hidden state at position `index` of `hidden` [B, T, D].
     pub fn logits_at(&self, hidden: &Tensor, index: usize) -> Result<Tensor> {
-        let h = self.norm.forward(&hidden.narrow(1, index, 1)?)?.squeeze(1)?;
+        let h = self
+            .norm
+            .forward(&hidden.narrow(1, index, 1)?)?
+            .squeeze(1)?;
         h.matmul(&self.embed.t()?)
     }
 }

@@ -7,9 +7,9 @@ use std::io::Write;
 use candle_core::Tensor;
 use serde::Serialize;
 
+use super::WhisperModel;
 use super::decode::{DecodeOptions, WindowDecode, decode_window, detect_language};
 use super::mel::{FRAME_SECONDS, LogMel, WINDOW_FRAMES};
-use super::WhisperModel;
 
 type Result<T> = candle_core::Result<T>;
 
@@ -23,6 +23,8 @@ pub struct TranscribeOptions {
     /// Force a language code; `None` detects it from the first window.
     pub language: Option<String>,
     pub temperatures: Vec<f32>,
+    /// Beam width at temperature 0 (faster-whisper's default is 5; 1 is greedy).
+    pub beam_size: usize,
     pub best_of: usize,
     pub compression_ratio_threshold: f64,
     pub log_prob_threshold: f64,
@@ -37,6 +39,7 @@ impl Default for TranscribeOptions {
         TranscribeOptions {
             language: None,
             temperatures: vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+            beam_size: 5,
             best_of: 5,
             compression_ratio_threshold: 2.4,
             log_prob_threshold: -1.0,
@@ -211,6 +214,7 @@ impl WhisperModel {
                     temperature,
                     max_initial_timestamp_index: max_initial,
                     best_of: opts.best_of,
+                    beam_size: opts.beam_size,
                     seed: seek as u64 ^ 0x6d65_6469_6173_6966,
                 },
             )?;

@@ -154,7 +154,8 @@ impl Analyzers {
         if let Some(whisper) = &models.whisper {
             list.push(Box::new(Transcript::new(
                 whisper.clone(),
-                &cfg.transcription().language,
+                models.vad.clone(),
+                cfg.transcription(),
             )));
         }
         if let Some((embedder, batcher)) = &models.text {

@@ -3,8 +3,9 @@
 
 use std::sync::{Arc, Mutex};
 
+use mediasift_core::TranscriptionConfig;
 use mediasift_media::{Decoded, Intake};
-use mediasift_models::{TranscribeOptions, WhisperModel};
+use mediasift_models::{SileroVad, TranscribeOptions, WhisperModel};
 use serde_json::json;
 
 use super::{Analyzer, FileContext, Output, round4};
@@ -12,6 +13,7 @@ use super::{Analyzer, FileContext, Output, round4};
 #[derive(Debug, Clone)]
 pub struct Transcript {
     model: Arc<WhisperModel>,
+    vad: Option<Arc<SileroVad>>,
     options: TranscribeOptions,
     /// One transcription at a time: candle already spreads each one over every core, and
     /// overlapping runs would only fight over them.
@@ -19,11 +21,17 @@ pub struct Transcript {
 }
 
 impl Transcript {
-    pub fn new(model: Arc<WhisperModel>, language: &str) -> Transcript {
+    pub fn new(
+        model: Arc<WhisperModel>,
+        vad: Option<Arc<SileroVad>>,
+        cfg: &TranscriptionConfig,
+    ) -> Transcript {
         Transcript {
             model,
+            vad,
             options: TranscribeOptions {
-                language: (!language.is_empty()).then(|| language.to_string()),
+                language: (!cfg.language.is_empty()).then(|| cfg.language.clone()),
+                beam_size: cfg.beam_size,
                 ..TranscribeOptions::default()
             },
             running: Arc::new(Mutex::new(())),
@@ -45,8 +53,17 @@ impl Analyzer for Transcript {
         "1"
     }
 
+    /// Beam width, forced language and the VAD change the text, so they are in the revision.
     fn revision(&self) -> String {
-        super::model_revision(self.version(), self.model.provenance())
+        format!(
+            "{}+beam{}+lang:{}+vad:{}",
+            super::model_revision(self.version(), self.model.provenance()),
+            self.options.beam_size,
+            self.options.language.as_deref().unwrap_or("auto"),
+            self.vad
+                .as_ref()
+                .map_or("off", |v| v.provenance().sha256.get(..12).unwrap_or("?"))
+        )
     }
 
     fn analyze(&self, intake: &Intake, _ctx: FileContext<'_>) -> Option<Output> {
@@ -58,19 +75,25 @@ impl Analyzer for Transcript {
         let p = self.model.provenance();
         let result = {
             let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
-            self.model.transcribe(samples, &self.options)
+            match &self.vad {
+                Some(vad) => self.model.transcribe_speech(samples, vad, &self.options),
+                None => self.model.transcribe(samples, &self.options),
+            }
         };
         let t = match result {
             Ok(t) => t,
             Err(e) => return Some(Output::value(json!({ "error": e.to_string(), "model": p }))),
         };
-        let segments: Vec<_> = t
-            .segments
+        // Whisper can emit timestamps past the end of a short clip; a segment that starts
+        // after the audio ends is text the model made up.
+        let kept: Vec<_> = t.segments.iter().filter(|s| s.start < t.duration).collect();
+        let text = kept.iter().map(|s| s.text.as_str()).collect::<String>();
+        let segments: Vec<_> = kept
             .iter()
             .map(|s| {
                 json!({
                     "start": round2(s.start),
-                    "end": round2(s.end),
+                    "end": round2(s.end.min(t.duration)),
                     "text": s.text.trim(),
                     "avg_logprob": round4(s.avg_logprob as f32),
                     "no_speech_prob": round4(s.no_speech_prob),
@@ -78,7 +101,7 @@ impl Analyzer for Transcript {
             })
             .collect();
         Some(Output::value(json!({
-            "text": t.text,
+            "text": text.trim(),
             "language": t.language,
             "language_probability": round4(t.language_probability),
             "segments": segments,

@@ -1,5 +1,6 @@
 mod analyze;
 mod bench;
+mod bench_audio;
 mod config;
 mod export;
 mod inspect;
@@ -18,6 +19,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Config {
             command: ConfigCommand::Show,
         } => config::show(g),
+        Command::Bench {
+            command: BenchCommand::Audio(args),
+        } => bench_audio::audio(g, args),
         Command::Bench {
             command: BenchCommand::Vision(args),
         } => bench::vision(g, args),

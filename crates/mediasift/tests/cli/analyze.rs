@@ -152,6 +152,25 @@ fn analyze_records_every_fixture_as_the_manifest_expects() {
                         .is_some_and(|l| (-60.0..0.0).contains(&l)),
                     "{path}: {a}"
                 );
+                // Every audio fixture is speech: a transcript with timed segments, in the
+                // language the manifest names, embedded for search.
+                let t = &a["transcript"];
+                assert_eq!(t["model"]["id"], "whisper-base", "{path}: {t}");
+                let lang = cols[3]
+                    .strip_prefix('[')
+                    .and_then(|x| x.get(..2))
+                    .expect("manifest: expected text starts with [lang]");
+                assert_eq!(t["language"], lang, "{path}: {t}");
+                let segments = t["segments"].as_array().expect("segments");
+                assert!(!segments.is_empty(), "{path}: {t}");
+                for s in segments {
+                    let (start, end) = (s["start"].as_f64().unwrap(), s["end"].as_f64().unwrap());
+                    assert!(start < end, "{path}: {s}");
+                    assert!(s["text"].as_str().is_some_and(|x| !x.is_empty()), "{path}");
+                }
+                assert!(t["text"].as_str().is_some_and(|x| x.len() > 5), "{path}");
+                assert_eq!(a["text_embedding"]["source"], "transcript", "{path}");
+                assert_embedding(&data, path, a);
             }
             "video" => {
                 assert!(
@@ -167,6 +186,11 @@ fn analyze_records_every_fixture_as_the_manifest_expects() {
                     "{path}"
                 );
                 assert!(a["loudness"].is_object(), "{path}: soundtrack loudness");
+                // video_01's soundtrack is digital silence: no invented words.
+                if path == "video/video_01.mp4" {
+                    assert_eq!(a["transcript"]["text"], "", "{path}: {}", a["transcript"]);
+                    assert!(a["text_embedding"].is_null(), "{path}");
+                }
                 assert_eq!(
                     a["tags"].as_array().map(Vec::len),
                     Some(5),

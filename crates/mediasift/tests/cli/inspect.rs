@@ -9,7 +9,13 @@ fn data() -> &'static PathBuf {
     DATA.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
         let data = dir.join("data");
-        analyze(&fixtures(), &data, &[], &[]);
+        // Transcripts play no part in these commands; the manifest test covers them.
+        analyze(
+            &fixtures(),
+            &data,
+            &[],
+            &[("MEDIASIFT__ANALYZERS__TRANSCRIPT", "false")],
+        );
         data
     })
 }
