@@ -53,8 +53,15 @@ impl SpecialTokens {
         let sot = id("<|startoftranscript|>")?;
         // English-only models have no language tokens in their vocabulary's special range.
         let multilingual = vocab_size >= 51865;
+        let (transcribe, translate) = (id("<|transcribe|>")?, id("<|translate|>")?);
+        let mut lang_ids = ids("lang_ids");
+        if lang_ids.is_empty() {
+            // Hugging Face checkpoints list them in generation_config.json only; in every
+            // multilingual vocabulary they sit between <|startoftranscript|> and <|translate|>.
+            lang_ids = (sot + 1..translate.min(transcribe)).collect();
+        }
         let languages = if multilingual {
-            ids("lang_ids")
+            lang_ids
                 .into_iter()
                 .filter_map(|i| {
                     let tok = tokenizer.id_to_token(i)?;
@@ -65,7 +72,6 @@ impl SpecialTokens {
         } else {
             Vec::new()
         };
-        let (transcribe, translate) = (id("<|transcribe|>")?, id("<|translate|>")?);
         let (sot_prev, sot_lm) = (id("<|startofprev|>")?, id("<|startoflm|>")?);
         let mut suppress: BTreeSet<u32> = ids("suppress_tokens").into_iter().collect();
         suppress.extend([transcribe, translate, sot, sot_prev, sot_lm, no_speech]);
