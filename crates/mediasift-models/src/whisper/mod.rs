@@ -3,6 +3,7 @@
 
 pub mod ct2;
 mod decode;
+mod gemv;
 pub mod mel;
 mod model;
 mod tokens;

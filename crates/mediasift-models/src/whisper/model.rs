@@ -57,12 +57,13 @@ impl Attention {
         ))
     }
 
-    /// Attention of `x` over `k`/`v` (already split into heads); `mask` is added to the scores.
-    fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    /// Attention of `x` over keys given transposed (`kt`: [B, H, D/H, T]) and values (split
+    /// into heads); `mask` is added to the scores.
+    fn attend(&self, x: &Tensor, kt: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
         let scale = ((d / self.heads) as f64).powf(-0.5);
         let q = self.split(&(project(&self.q, x)? * scale)?)?;
-        let mut w = q.matmul(&k.t()?)?;
+        let mut w = q.matmul(kt)?;
         if let Some(mask) = mask {
             w = w.broadcast_add(mask)?;
         }
@@ -72,27 +73,22 @@ impl Attention {
     }
 }
 
-/// `x · Wᵀ + b`. For a few rows (decoder steps) it is computed as `W · xᵀ`, which reads the
-/// weights in place: the general path packs the whole weight matrix on every call, and that
-/// copy dominated one-token steps (the logits projection alone is 20-26 M weights).
+/// `x · Wᵀ + b`; a few rows (decoder steps) go through [`super::gemv`].
 fn project(layer: &Linear, x: &Tensor) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let d = dims[dims.len() - 1];
     let rows = x.elem_count() / d.max(1);
-    if rows > 8 {
-        return layer.forward(x);
+    if rows <= super::gemv::MAX_ROWS {
+        let flat = x.reshape((rows, d))?;
+        if let Some(y) = super::gemv::rows_times_transposed(&flat, layer.weight(), layer.bias())? {
+            let mut out = dims;
+            if let Some(last) = out.last_mut() {
+                *last = y.dim(1)?;
+            }
+            return y.reshape(out);
+        }
     }
-    let w = layer.weight();
-    let y = w.matmul(&x.reshape((rows, d))?.t()?)?.t()?;
-    let y = match layer.bias() {
-        Some(b) => y.broadcast_add(b)?,
-        None => y.contiguous()?,
-    };
-    let mut out = dims;
-    if let Some(last) = out.last_mut() {
-        *last = w.dim(0)?;
-    }
-    y.reshape(out)
+    layer.forward(x)
 }
 
 #[derive(Debug)]
@@ -171,7 +167,7 @@ impl Encoder {
         for layer in &self.layers {
             let h = layer.norm.forward(&x)?;
             let (k, v) = layer.attn.keys_values(&h)?;
-            x = (&x + layer.attn.attend(&h, &k, &v, None)?)?;
+            x = (&x + layer.attn.attend(&h, &k.t()?, &v, None)?)?;
             x = layer.mlp.residual(&x)?;
         }
         self.norm.forward(&x)
@@ -191,6 +187,7 @@ struct DecoderLayer {
 #[derive(Debug, Clone)]
 pub struct DecoderState {
     self_kv: Vec<Option<(Tensor, Tensor)>>,
+    /// Cross-attention (keys transposed, values) per layer.
     cross_kv: Vec<(Tensor, Tensor)>,
     /// Tokens consumed so far (the next token's position).
     pub position: usize,
@@ -258,7 +255,11 @@ impl Decoder {
             cross_kv: self
                 .layers
                 .iter()
-                .map(|l| l.cross_attn.keys_values(audio))
+                .map(|l| {
+                    // Keys stored transposed once per window: every step multiplies by them.
+                    let (k, v) = l.cross_attn.keys_values(audio)?;
+                    Ok((k.t()?.contiguous()?, v))
+                })
                 .collect::<Result<_>>()?,
             position: 0,
         })
@@ -293,7 +294,7 @@ impl Decoder {
                 Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
                 None => (k, v),
             };
-            x = (&x + layer.self_attn.attend(&h, &k, &v, mask.as_ref())?)?;
+            x = (&x + layer.self_attn.attend(&h, &k.t()?, &v, mask.as_ref())?)?;
             *cache = Some((k, v));
             let h = layer.cross_norm.forward(&x)?;
             let (rows, steps, d) = h.dims3()?;
@@ -319,7 +320,10 @@ impl Decoder {
             .norm
             .forward(&hidden.narrow(1, index, 1)?)?
             .squeeze(1)?;
-        h.matmul(&self.embed.t()?)
+        match super::gemv::rows_times_transposed(&h, &self.embed, None)? {
+            Some(logits) => Ok(logits),
+            None => h.matmul(&self.embed.t()?),
+        }
     }
 }
 
