@@ -264,31 +264,6 @@ pub fn convert_whisper(
         "model.encoder.embed_positions.weight".into(),
         model.tensor("encoder/position_encodings/encodings")?,
     );
-    for i in 0..enc_layers {
-        let (f, t) = (
-            format!("encoder/layer_{i}"),
-            format!("model.encoder.layers.{i}"),
-        );
-        norm(
-            &mut put,
-            &format!("{f}/self_attention/layer_norm"),
-            &format!("{t}.self_attn_layer_norm"),
-        )?;
-        fused(
-            &mut put,
-            &format!("{f}/self_attention/linear_0"),
-            &format!("{t}.self_attn"),
-            &["q_proj", "k_proj", "v_proj"],
-        )?;
-        linear(
-            &mut put,
-            &format!("{f}/self_attention/linear_1"),
-            &format!("{t}.self_attn.out_proj"),
-        )?;
-        ffn(&mut put, model, &f, &t)?;
-    }
-    norm(&mut put, "encoder/layer_norm", "model.encoder.layer_norm")?;
-
     put(
         "model.decoder.embed_tokens.weight".into(),
         model.tensor("decoder/embeddings/weight")?,
@@ -297,51 +272,59 @@ pub fn convert_whisper(
         "model.decoder.embed_positions.weight".into(),
         model.tensor("decoder/position_encodings/encodings")?,
     );
-    for i in 0..dec_layers {
-        let (f, t) = (
-            format!("decoder/layer_{i}"),
-            format!("model.decoder.layers.{i}"),
-        );
+    for (side, layers) in [("encoder", enc_layers), ("decoder", dec_layers)] {
+        for i in 0..layers {
+            let (f, t) = (
+                format!("{side}/layer_{i}"),
+                format!("model.{side}.layers.{i}"),
+            );
+            norm(
+                &mut put,
+                &format!("{f}/self_attention/layer_norm"),
+                &format!("{t}.self_attn_layer_norm"),
+            )?;
+            fused(
+                &mut put,
+                &format!("{f}/self_attention/linear_0"),
+                &format!("{t}.self_attn"),
+                &["q_proj", "k_proj", "v_proj"],
+            )?;
+            linear(
+                &mut put,
+                &format!("{f}/self_attention/linear_1"),
+                &format!("{t}.self_attn.out_proj"),
+            )?;
+            if side == "decoder" {
+                norm(
+                    &mut put,
+                    &format!("{f}/attention/layer_norm"),
+                    &format!("{t}.encoder_attn_layer_norm"),
+                )?;
+                linear(
+                    &mut put,
+                    &format!("{f}/attention/linear_0"),
+                    &format!("{t}.encoder_attn.q_proj"),
+                )?;
+                fused(
+                    &mut put,
+                    &format!("{f}/attention/linear_1"),
+                    &format!("{t}.encoder_attn"),
+                    &["k_proj", "v_proj"],
+                )?;
+                linear(
+                    &mut put,
+                    &format!("{f}/attention/linear_2"),
+                    &format!("{t}.encoder_attn.out_proj"),
+                )?;
+            }
+            ffn(&mut put, model, &f, &t)?;
+        }
         norm(
             &mut put,
-            &format!("{f}/self_attention/layer_norm"),
-            &format!("{t}.self_attn_layer_norm"),
+            &format!("{side}/layer_norm"),
+            &format!("model.{side}.layer_norm"),
         )?;
-        fused(
-            &mut put,
-            &format!("{f}/self_attention/linear_0"),
-            &format!("{t}.self_attn"),
-            &["q_proj", "k_proj", "v_proj"],
-        )?;
-        linear(
-            &mut put,
-            &format!("{f}/self_attention/linear_1"),
-            &format!("{t}.self_attn.out_proj"),
-        )?;
-        norm(
-            &mut put,
-            &format!("{f}/attention/layer_norm"),
-            &format!("{t}.encoder_attn_layer_norm"),
-        )?;
-        linear(
-            &mut put,
-            &format!("{f}/attention/linear_0"),
-            &format!("{t}.encoder_attn.q_proj"),
-        )?;
-        fused(
-            &mut put,
-            &format!("{f}/attention/linear_1"),
-            &format!("{t}.encoder_attn"),
-            &["k_proj", "v_proj"],
-        )?;
-        linear(
-            &mut put,
-            &format!("{f}/attention/linear_2"),
-            &format!("{t}.encoder_attn.out_proj"),
-        )?;
-        ffn(&mut put, model, &f, &t)?;
     }
-    norm(&mut put, "decoder/layer_norm", "model.decoder.layer_norm")?;
 
     let heads = |prefix: &str| model.scalar(&format!("{prefix}/num_heads"));
     let config = json!({
@@ -433,5 +416,121 @@ mod tests {
         assert!(err.contains("truncated"), "{err}");
         let err = Ct2Model::parse(b"PK\x03\x04 not a ct2 file").expect_err("zip");
         assert!(err.contains("binary version"), "{err}");
+    }
+
+    /// A CTranslate2 file with the given f32 variables (values 0, 1, 2, … per variable).
+    fn ct2_file(vars: &[(&str, Vec<usize>)], aliases: &[(&str, &str)]) -> Vec<u8> {
+        let string = |b: &mut Vec<u8>, s: &str| {
+            b.extend(u16::try_from(s.len() + 1).expect("short").to_le_bytes());
+            b.extend(s.as_bytes());
+            b.push(0);
+        };
+        let mut b = 6u32.to_le_bytes().to_vec();
+        string(&mut b, "WhisperSpec");
+        b.extend(3u32.to_le_bytes());
+        b.extend(u32::try_from(vars.len()).expect("few").to_le_bytes());
+        for (name, dims) in vars {
+            string(&mut b, name);
+            b.push(u8::try_from(dims.len()).expect("rank"));
+            for d in dims {
+                b.extend(u32::try_from(*d).expect("dim").to_le_bytes());
+            }
+            let n: usize = dims.iter().product();
+            if dims.is_empty() {
+                // Integer scalar (num_heads): int16.
+                b.push(2);
+                b.extend(2u32.to_le_bytes());
+                b.extend(2i16.to_le_bytes());
+                continue;
+            }
+            b.push(0);
+            b.extend(u32::try_from(4 * n).expect("size").to_le_bytes());
+            for v in 0..n {
+                b.extend((v as f32).to_le_bytes());
+            }
+        }
+        b.extend(u32::try_from(aliases.len()).expect("few").to_le_bytes());
+        for (alias, target) in aliases {
+            string(&mut b, alias);
+            string(&mut b, target);
+        }
+        b
+    }
+
+    #[test]
+    fn converts_a_one_layer_model_to_hugging_face_names() {
+        let (d, m, v) = (4usize, 3usize, 10usize);
+        let mut vars: Vec<(String, Vec<usize>)> = vec![
+            ("encoder/conv1/weight".into(), vec![d, m, 3]),
+            ("encoder/conv1/bias".into(), vec![d]),
+            ("encoder/conv2/weight".into(), vec![d, d, 3]),
+            ("encoder/conv2/bias".into(), vec![d]),
+            ("encoder/position_encodings/encodings".into(), vec![6, d]),
+            ("decoder/position_encodings/encodings".into(), vec![5, d]),
+            ("decoder/embeddings/weight".into(), vec![v, d]),
+            ("encoder/num_heads".into(), vec![]),
+            ("decoder/num_heads".into(), vec![]),
+        ];
+        for side in ["encoder", "decoder"] {
+            let l = format!("{side}/layer_0");
+            for norm in ["self_attention/layer_norm", "ffn/layer_norm"] {
+                vars.push((format!("{l}/{norm}/gamma"), vec![d]));
+                vars.push((format!("{l}/{norm}/beta"), vec![d]));
+            }
+            vars.push((
+                format!("{l}/self_attention/linear_0/weight"),
+                vec![3 * d, d],
+            ));
+            vars.push((format!("{l}/self_attention/linear_0/bias"), vec![3 * d]));
+            vars.push((format!("{l}/self_attention/linear_1/weight"), vec![d, d]));
+            vars.push((format!("{l}/self_attention/linear_1/bias"), vec![d]));
+            vars.push((format!("{l}/ffn/linear_0/weight"), vec![2 * d, d]));
+            vars.push((format!("{l}/ffn/linear_0/bias"), vec![2 * d]));
+            vars.push((format!("{l}/ffn/linear_1/weight"), vec![d, 2 * d]));
+            vars.push((format!("{l}/ffn/linear_1/bias"), vec![d]));
+            vars.push((format!("{side}/layer_norm/gamma"), vec![d]));
+            vars.push((format!("{side}/layer_norm/beta"), vec![d]));
+        }
+        let l = "decoder/layer_0/attention";
+        vars.push((format!("{l}/layer_norm/gamma"), vec![d]));
+        vars.push((format!("{l}/layer_norm/beta"), vec![d]));
+        vars.push((format!("{l}/linear_0/weight"), vec![d, d]));
+        vars.push((format!("{l}/linear_0/bias"), vec![d]));
+        vars.push((format!("{l}/linear_1/weight"), vec![2 * d, d]));
+        vars.push((format!("{l}/linear_1/bias"), vec![2 * d]));
+        vars.push((format!("{l}/linear_2/weight"), vec![d, d]));
+        vars.push((format!("{l}/linear_2/bias"), vec![d]));
+        let named: Vec<(&str, Vec<usize>)> =
+            vars.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
+        let file = ct2_file(
+            &named,
+            &[("decoder/projection/weight", "decoder/embeddings/weight")],
+        );
+        let model = Ct2Model::parse(&file).expect("parses");
+        let (tensors, config) =
+            convert_whisper(&model, &json!({"lang_ids": [7]})).expect("converts");
+        assert_eq!(config["d_model"], 4);
+        assert_eq!(config["vocab_size"], 10);
+        assert_eq!(config["encoder_layers"], 1);
+        assert_eq!(config["decoder_attention_heads"], 2);
+        assert_eq!(config["lang_ids"], json!([7]));
+        // Fused [q; k; v] split in order; k has no bias.
+        let q = &tensors["model.encoder.layers.0.self_attn.q_proj.weight"];
+        let v = &tensors["model.decoder.layers.0.self_attn.v_proj.weight"];
+        assert_eq!(q.dims(), [4, 4]);
+        let first = |t: &Tensor| {
+            t.flatten_all()
+                .and_then(|t| t.get(0))
+                .and_then(|t| t.to_scalar::<f32>())
+        };
+        assert_eq!(first(q).expect("q"), 0.0);
+        assert_eq!(first(v).expect("v"), 32.0);
+        assert!(!tensors.contains_key("model.encoder.layers.0.self_attn.k_proj.bias"));
+        assert_eq!(
+            first(&tensors["model.decoder.layers.0.encoder_attn.v_proj.bias"]).expect("kv"),
+            4.0
+        );
+        // 5 encoder stem + 2 decoder embeddings + 15 + 2 encoder + 24 + 2 decoder.
+        assert_eq!(tensors.len(), 50);
     }
 }
