@@ -102,8 +102,10 @@ impl Analyzer for Transcript {
             .collect();
         Some(Output::value(json!({
             "text": text.trim(),
-            "language": t.language,
-            "language_probability": round4(t.language_probability),
+            // No speech, no language.
+            "language": (!t.language.is_empty()).then_some(&t.language),
+            "language_probability": (!t.language.is_empty())
+                .then(|| round4(t.language_probability)),
             "segments": segments,
             "model": p,
         })))
