@@ -262,7 +262,7 @@ impl WhisperModel {
     ) -> Split {
         let sp = &self.tokens;
         let is_ts = |t: u32| sp.is_timestamp(t);
-        let position = |t: u32| f64::from(t - sp.timestamp_begin);
+        let position = |t: u32| f64::from(t.saturating_sub(sp.timestamp_begin));
         let n = tokens.len();
         let single_timestamp_ending = n >= 2 && !is_ts(tokens[n - 2]) && is_ts(tokens[n - 1]);
         let consecutive: Vec<usize> = (1..n)
