@@ -92,6 +92,8 @@ impl LogMel {
 pub struct MelExtractor {
     n_mels: usize,
     filters: Arc<Vec<f64>>,
+    /// Per mel band, the range of FFT bins with non-zero weight (each triangle spans a few).
+    support: Arc<Vec<(usize, usize)>>,
     window: Arc<Vec<f64>>,
     fft: Arc<dyn RealToComplex<f64>>,
 }
@@ -113,14 +115,23 @@ impl MelExtractor {
                 f64::from(w as f32)
             })
             .collect();
+        let filters: Vec<f64> = mel_filters(n_mels)
+            .into_iter()
+            .map(|w| f64::from(w as f32))
+            .collect();
+        let bins = N_FFT / 2 + 1;
+        let support = (0..n_mels)
+            .map(|m| {
+                let row = &filters[m * bins..(m + 1) * bins];
+                let lo = row.iter().position(|&w| w != 0.0).unwrap_or(0);
+                let hi = row.iter().rposition(|&w| w != 0.0).map_or(0, |i| i + 1);
+                (lo, hi.max(lo))
+            })
+            .collect();
         MelExtractor {
             n_mels,
-            filters: Arc::new(
-                mel_filters(n_mels)
-                    .into_iter()
-                    .map(|w| f64::from(w as f32))
-                    .collect(),
-            ),
+            filters: Arc::new(filters),
+            support: Arc::new(support),
             window: Arc::new(window),
             fft: RealFftPlanner::<f64>::new().plan_fft_forward(N_FFT),
         }
@@ -162,9 +173,9 @@ impl MelExtractor {
                 // Rounded through f32 as the reference's complex64 cast does.
                 *p = f64::from(c.norm_sqr().sqrt() as f32).powi(2);
             }
-            for m in 0..self.n_mels {
-                let row = &self.filters[m * bins..(m + 1) * bins];
-                mel[m * frames + f] = row.iter().zip(&power).map(|(w, p)| w * p).sum();
+            for (m, &(lo, hi)) in self.support.iter().enumerate() {
+                let row = &self.filters[m * bins + lo..m * bins + hi];
+                mel[m * frames + f] = row.iter().zip(&power[lo..hi]).map(|(w, p)| w * p).sum();
             }
         }
         let mut data: Vec<f32> = mel.iter().map(|&v| v.max(1e-10).log10() as f32).collect();

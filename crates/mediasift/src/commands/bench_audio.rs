@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use candle_core::Device;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use mediasift_media::{Decoded, Tools, decode_file};
@@ -163,7 +164,8 @@ fn load_clips(
     long_secs: f64,
 ) -> anyhow::Result<Vec<Clip>> {
     let tools = Tools::detect(cfg.video());
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the clips folder {}", dir.display()))?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
