@@ -317,7 +317,13 @@ pub fn convert_whisper(
                     &format!("{t}.encoder_attn.out_proj"),
                 )?;
             }
-            ffn(&mut put, model, &f, &t)?;
+            norm(
+                &mut put,
+                &format!("{f}/ffn/layer_norm"),
+                &format!("{t}.final_layer_norm"),
+            )?;
+            linear(&mut put, &format!("{f}/ffn/linear_0"), &format!("{t}.fc1"))?;
+            linear(&mut put, &format!("{f}/ffn/linear_1"), &format!("{t}.fc2"))?;
         }
         norm(
             &mut put,
@@ -345,33 +351,6 @@ pub fn convert_whisper(
         "converted_from": format!("CTranslate2 {} revision {}", model.spec, model.revision),
     });
     Ok((out, config))
-}
-
-fn ffn(
-    put: &mut dyn FnMut(String, Tensor),
-    model: &Ct2Model,
-    from: &str,
-    to: &str,
-) -> Result<(), String> {
-    put(
-        format!("{to}.final_layer_norm.weight"),
-        model.tensor(&format!("{from}/ffn/layer_norm/gamma"))?,
-    );
-    put(
-        format!("{to}.final_layer_norm.bias"),
-        model.tensor(&format!("{from}/ffn/layer_norm/beta"))?,
-    );
-    for (i, name) in ["fc1", "fc2"].iter().enumerate() {
-        put(
-            format!("{to}.{name}.weight"),
-            model.tensor(&format!("{from}/ffn/linear_{i}/weight"))?,
-        );
-        put(
-            format!("{to}.{name}.bias"),
-            model.tensor(&format!("{from}/ffn/linear_{i}/bias"))?,
-        );
-    }
-    Ok(())
 }
 
 /// Converts a CTranslate2 Whisper folder (`model.bin`, `config.json`, `tokenizer.json`) into
