@@ -14,11 +14,10 @@ use candle_nn::VarBuilder;
 use serde_json::Value;
 use tokenizers::Tokenizer;
 
-pub use decode::{DecodeOptions, WindowDecode, apply_rules};
 pub use mel::{LogMel, MelExtractor};
 pub use model::{Whisper, WhisperConfig};
 pub use tokens::SpecialTokens;
-pub use transcribe::{Segment, TranscribeOptions, Transcript, compression_ratio};
+pub use transcribe::{Segment, TranscribeOptions, Transcript};
 
 use crate::{ModelError, Provenance, ResolvedModel};
 
@@ -84,10 +83,6 @@ impl WhisperModel {
 
     pub fn special_tokens(&self) -> &SpecialTokens {
         &self.tokens
-    }
-
-    pub fn mel_extractor(&self) -> &MelExtractor {
-        &self.mel
     }
 
     /// Transcribes the speech of 16 kHz mono samples: voice activity detection first (no
