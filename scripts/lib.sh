@@ -16,6 +16,7 @@ ensure_system_packages() {
     command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr)
     tesseract --list-langs 2>/dev/null | grep -qx eng || missing+=(tesseract-ocr-eng)
     command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "==> installing ${missing[*]}"
         local sudo=""

@@ -12,5 +12,10 @@ cargo fmt --all --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 fetch_models
+# The distributed-mode tests run against real servers: NATS 2.15 (JetStream), PostgreSQL 18 +
+# pgvector and SeaweedFS S3, started on loopback for this run and stopped after it.
+echo "==> starting NATS, Postgres + pgvector, SeaweedFS (scripts/services.sh)"
+eval "$(bash scripts/services.sh start)"
+trap 'bash scripts/services.sh stop' EXIT
 echo "==> cargo test"
 cargo test --workspace --locked

@@ -10,6 +10,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use crate::dist_config::{DistributedConfig, FusionConfig, ModerationConfig};
+
 /// The default config file looked up relative to the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "config/mediasift.toml";
 
@@ -28,6 +30,9 @@ pub struct RawConfig {
     pub transcription: TranscriptionConfig,
     pub ocr: OcrConfig,
     pub batching: BatchingConfig,
+    pub distributed: DistributedConfig,
+    pub moderation: ModerationConfig,
+    pub fusion: FusionConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -430,6 +435,36 @@ impl RawConfig {
                 reason: "must be `cpu` or `cuda:N`",
             });
         }
+        let d = &self.distributed;
+        if d.ack_wait_secs == 0 || d.max_deliver < 1 || d.fusion_timeout_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "distributed.ack_wait_secs",
+                value: format!(
+                    "{} (max_deliver {}, fusion_timeout_secs {})",
+                    d.ack_wait_secs, d.max_deliver, d.fusion_timeout_secs
+                ),
+                reason: "ack_wait_secs, max_deliver and fusion_timeout_secs must be > 0",
+            });
+        }
+        let m = &self.moderation;
+        if !(0.0..=1.0).contains(&m.nsfw_review) || !(m.nsfw_review..=1.0).contains(&m.nsfw_block) {
+            return Err(ConfigError::Invalid {
+                key: "moderation.nsfw_review",
+                value: format!("{} (nsfw_block {})", m.nsfw_review, m.nsfw_block),
+                reason: "need 0 <= nsfw_review <= nsfw_block <= 1",
+            });
+        }
+        let f = &self.fusion;
+        if [f.image_weight, f.text_weight, f.clip_weight]
+            .iter()
+            .any(|w| !w.is_finite() || *w < 0.0)
+        {
+            return Err(ConfigError::Invalid {
+                key: "fusion.image_weight",
+                value: format!("{} / {} / {}", f.image_weight, f.text_weight, f.clip_weight),
+                reason: "fusion weights must be finite and >= 0",
+            });
+        }
         let decode_tasks = match self.pipeline.decode_tasks {
             0 => std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -478,6 +513,15 @@ impl Config {
     }
     pub fn ocr(&self) -> &OcrConfig {
         &self.raw.ocr
+    }
+    pub fn distributed(&self) -> &DistributedConfig {
+        &self.raw.distributed
+    }
+    pub fn moderation(&self) -> &ModerationConfig {
+        &self.raw.moderation
+    }
+    pub fn fusion(&self) -> &FusionConfig {
+        &self.raw.fusion
     }
     pub fn batching(&self) -> &BatchingConfig {
         &self.raw.batching

@@ -11,14 +11,15 @@
 //! ```
 
 mod config;
+mod dist_config;
 mod error;
 mod kind;
 mod record;
 
 pub use config::{
-    AnalyzersConfig, BatchingConfig, Config, ConfigError, DuplicatesConfig, IntakeConfig,
-    ModelsConfig, OcrConfig, OcrMode, PipelineConfig, RawConfig, StoreConfig, TextEmbeddingConfig,
-    TranscriptionConfig, VideoConfig,
+    AnalyzersConfig, BatchingConfig, Config, ConfigError, DistributedConfig, DuplicatesConfig,
+    FusionConfig, IntakeConfig, ModelsConfig, ModerationConfig, OcrConfig, OcrMode, PipelineConfig,
+    RawConfig, StoreConfig, TextEmbeddingConfig, TranscriptionConfig, VideoConfig,
 };
 pub use error::{ErrorKind, MediaError};
 pub use kind::MediaKind;

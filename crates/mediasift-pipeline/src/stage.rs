@@ -2,6 +2,7 @@
 //! workers: sniff, decode under the watchdog, run the analyzers. Transport and storage are the
 //! caller's business.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -88,6 +89,15 @@ impl Stage {
         }
     }
 
+    /// Name and revision of every enabled analyzer, in run order: a stored result with the same
+    /// pair can be reused instead of recomputed.
+    pub fn revisions(&self) -> Vec<(&'static str, String)> {
+        self.analyzers
+            .iter()
+            .map(|a| (a.name(), a.revision()))
+            .collect()
+    }
+
     /// Decodes and analyzes one local file whose content hash is known.
     pub async fn analyze(
         &self,
@@ -95,6 +105,58 @@ impl Stage {
         record_path: String,
         hash: String,
         size: u64,
+    ) -> Processed {
+        self.analyze_except(path, record_path, hash, size, Arc::new(HashSet::new()))
+            .await
+    }
+
+    /// Embeds text derived from another modality (a transcript, OCR text) for the content
+    /// `hash`, as the text analyzers would have inside one process. Blocking (runs the model).
+    pub fn analyze_text(&self, hash: &str, source: &str, text: &str) -> Processed {
+        let mut analyses: Vec<AnalysisRow> = Vec::new();
+        let mut blobs = Vec::new();
+        for analyzer in self.analyzers.iter() {
+            let ctx = FileContext {
+                content_hash: hash,
+                size_bytes: 0,
+                earlier: &analyses,
+            };
+            if let Some(out) = analyzer.analyze_text(text, source, ctx) {
+                blobs.extend(out.blobs);
+                analyses.push(AnalysisRow {
+                    analyzer: analyzer.name().into(),
+                    version: analyzer.revision(),
+                    output: out.value,
+                });
+            }
+        }
+        Processed {
+            file: FileRow {
+                path: String::new(),
+                content_hash: Some(hash.to_string()),
+                size_bytes: 0,
+                kind: MediaKind::Text,
+                format: None,
+                status: FileStatus::Ok,
+                error: None,
+                flags: Vec::new(),
+                pipeline_signature: self.signature().to_string(),
+            },
+            analyses,
+            phash: None,
+            blobs,
+        }
+    }
+
+    /// As [`Stage::analyze`], leaving out the analyzers named in `skip` (their stored results
+    /// are current).
+    pub async fn analyze_except(
+        &self,
+        path: &Path,
+        record_path: String,
+        hash: String,
+        size: u64,
+        skip: Arc<HashSet<String>>,
     ) -> Processed {
         let started = Instant::now();
         let timeout = self.cfg.decode_timeout;
@@ -132,7 +194,7 @@ impl Stage {
         let analyzed_at = Instant::now();
         let hash_for_work = hash.clone();
         let result = tokio::task::spawn_blocking(move || {
-            run_analyzers(&intake, &analyzers, &hash_for_work, size)
+            run_analyzers(&intake, &analyzers, &hash_for_work, size, &skip)
         })
         .await;
         self.metrics
@@ -162,11 +224,17 @@ impl Stage {
     }
 }
 
-fn run_analyzers(intake: &Intake, analyzers: &Analyzers, hash: &str, size: u64) -> Processed {
+fn run_analyzers(
+    intake: &Intake,
+    analyzers: &Analyzers,
+    hash: &str,
+    size: u64,
+    skip: &HashSet<String>,
+) -> Processed {
     let mut analyses: Vec<AnalysisRow> = Vec::new();
     let mut phash = None;
     let mut blobs = Vec::new();
-    for analyzer in analyzers.iter() {
+    for analyzer in analyzers.iter().filter(|a| !skip.contains(a.name())) {
         let ctx = FileContext {
             content_hash: hash,
             size_bytes: size,

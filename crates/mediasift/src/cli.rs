@@ -68,6 +68,60 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Distributed: apply the Postgres migrations (`distributed.postgres_url`).
+    Migrate,
+    /// Distributed: publish a job per file of a local folder or `s3://bucket/prefix`.
+    Enqueue {
+        /// A local folder or `s3://bucket/prefix`.
+        source: String,
+        /// Batch name (default: the source); enqueueing the same batch again skips known files.
+        #[arg(long)]
+        batch: Option<String>,
+        /// Never draw a progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Distributed: route jobs to the modality workers.
+    Dispatcher,
+    /// Distributed: run one modality's analyzers on its tasks.
+    Worker {
+        #[arg(long, value_parser = ["vision", "audio", "text"])]
+        modality: String,
+        /// `cpu` or `cuda:N` (overrides `models.device`).
+        #[arg(long)]
+        device: Option<String>,
+        /// Tasks at once (default `distributed.concurrency`; 0 = one per core).
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
+    /// Distributed: join each job's modality results into its moderated record.
+    Fusion,
+    /// Distributed: jobs per state, rate, ETA and dead letters (of one batch, or all).
+    Status {
+        /// Batch id or name.
+        batch: Option<String>,
+    },
+    /// Distributed: the dead-letter stream.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Dead letters with their reasons, oldest first.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Publish dead-lettered messages again (after fixing the cause).
+    Retry {
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Drop every dead letter.
+    Purge,
 }
 
 #[derive(Debug, Args)]

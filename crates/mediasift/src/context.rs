@@ -18,7 +18,8 @@ pub fn init_logging(args: &GlobalArgs) {
         .unwrap_or_else(|| EnvFilter::new("info,symphonia=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match args.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

@@ -83,6 +83,11 @@ pub trait Analyzer: Send + Sync + std::fmt::Debug {
         self.version().to_string()
     }
     fn analyze(&self, intake: &Intake, ctx: FileContext<'_>) -> Option<Output>;
+    /// Text derived elsewhere (a transcript, OCR text from another worker), for the analyzers
+    /// that read text; `source` names where it came from.
+    fn analyze_text(&self, _text: &str, _source: &str, _ctx: FileContext<'_>) -> Option<Output> {
+        None
+    }
 }
 
 /// Model inputs for what an image model sees: the image itself, or every sampled video frame

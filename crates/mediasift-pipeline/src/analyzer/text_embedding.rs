@@ -50,6 +50,10 @@ impl Analyzer for TextEmbedding {
                 "transcript",
             ),
         };
+        self.analyze_text(text, source, ctx)
+    }
+
+    fn analyze_text(&self, text: &str, source: &str, ctx: FileContext<'_>) -> Option<Output> {
         // Nothing to embed in blank text.
         text.split_whitespace().next()?;
         let p = self.provenance();

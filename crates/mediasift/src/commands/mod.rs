@@ -2,6 +2,7 @@ mod analyze;
 mod bench;
 mod bench_audio;
 mod config;
+mod distributed;
 mod export;
 mod inspect;
 mod models;
@@ -34,5 +35,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Models {
             command: ModelsCommand::Fetch,
         } => models::fetch(g),
+        command => distributed::run(g, command).await,
     }
 }

@@ -1,0 +1,504 @@
+//! The Postgres side: batches, jobs, content-addressed analyses, modality results and fused
+//! records. Every write is keyed so that repeating it (a redelivered message) changes nothing.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use crate::DistError;
+
+/// Applies `migrations/postgres` (idempotent).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+#[derive(Debug, Clone)]
+pub struct Pg {
+    pub pool: PgPool,
+}
+
+/// A job row, as the dispatcher and fusion read it.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub batch_id: String,
+    pub source_uri: String,
+    pub content_hash: Option<String>,
+    pub kind: Option<String>,
+    pub status: String,
+    pub expected: Vec<String>,
+}
+
+/// One modality's report for a job.
+#[derive(Debug, Clone)]
+pub struct ModalityResult {
+    pub modality: String,
+    pub ok: bool,
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+    pub analyses: Value,
+    pub facts: Value,
+}
+
+/// One row to add to `analyses`.
+#[derive(Debug, Clone)]
+pub struct AnalysisWrite {
+    pub analyzer: String,
+    pub revision: String,
+    pub output: Option<Value>,
+    pub embedding_key: Option<String>,
+}
+
+/// A fused record to upsert.
+#[derive(Debug, Clone)]
+pub struct RecordWrite {
+    pub decision: String,
+    pub reasons: Value,
+    pub partial: bool,
+    pub missing: Vec<String>,
+    pub text: String,
+    pub languages: Vec<String>,
+    pub labels: Vec<String>,
+    pub record: Value,
+    pub fused_key: Option<String>,
+    pub image_embedding: Option<Vec<f32>>,
+    pub text_embedding: Option<Vec<f32>>,
+    pub clip_embedding: Option<Vec<f32>>,
+}
+
+/// Counts per state for `mediasift status`.
+#[derive(Debug, Clone, Default)]
+pub struct StatusCounts {
+    pub by_status: Vec<(String, i64)>,
+    pub finished_last_minute: i64,
+    pub records: i64,
+}
+
+impl Pg {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Pg, DistError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Ok(Pg { pool })
+    }
+
+    pub async fn migrate(&self) -> Result<(), DistError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn ensure_batch(&self, id: &str, name: &str, source: &str) -> Result<(), DistError> {
+        sqlx::query(
+            "INSERT INTO batches (id, name, source) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(source)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Inserts the jobs not known yet; returns the ids to publish: the new ones and those still
+    /// `queued` (a publish lost before a crash). Done, failed and in-flight jobs are left alone.
+    pub async fn insert_jobs(
+        &self,
+        batch_id: &str,
+        ids: &[String],
+        uris: &[String],
+        versions: &[String],
+        sizes: &[i64],
+    ) -> Result<Vec<String>, DistError> {
+        let rows = sqlx::query(
+            "WITH input AS (
+                 SELECT * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[])
+                     AS t(id, uri, version, size)
+             ), inserted AS (
+                 INSERT INTO jobs (id, batch_id, source_uri, source_version, size_bytes)
+                 SELECT id, $1, uri, version, size FROM input
+                 ON CONFLICT DO NOTHING
+                 RETURNING id
+             )
+             SELECT id FROM inserted
+             UNION
+             SELECT j.id FROM jobs j JOIN input i ON j.id = i.id WHERE j.status = 'queued'",
+        )
+        .bind(batch_id)
+        .bind(ids)
+        .bind(uris)
+        .bind(versions)
+        .bind(sizes)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    }
+
+    pub async fn job(&self, id: &str) -> Result<Option<Job>, DistError> {
+        let row = sqlx::query(
+            "SELECT id, batch_id, source_uri, content_hash, kind, status, expected
+             FROM jobs WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| Job {
+            id: r.get(0),
+            batch_id: r.get(1),
+            source_uri: r.get(2),
+            content_hash: r.get(3),
+            kind: r.get(4),
+            status: r.get(5),
+            expected: r.get(6),
+        }))
+    }
+
+    /// Records the route before the tasks are published, so fusion knows what to wait for.
+    pub async fn set_route(
+        &self,
+        id: &str,
+        kind: &str,
+        expected: &[String],
+    ) -> Result<(), DistError> {
+        sqlx::query(
+            "UPDATE jobs SET kind = $2, expected = $3, attempts = attempts + 1
+             WHERE id = $1 AND status = 'queued'",
+        )
+        .bind(id)
+        .bind(kind)
+        .bind(expected)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// After the tasks are published: a redelivered job in this state is a duplicate.
+    pub async fn mark_dispatched(&self, id: &str) -> Result<(), DistError> {
+        sqlx::query(
+            "UPDATE jobs SET status = 'dispatched', dispatched_at = now()
+             WHERE id = $1 AND status = 'queued'",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A job that ends without a record: `failed` (dead-lettered) or `rejected` (not allowed).
+    pub async fn mark_failed(
+        &self,
+        id: &str,
+        status: &str,
+        error_kind: &str,
+        error: &str,
+    ) -> Result<(), DistError> {
+        sqlx::query(
+            "UPDATE jobs SET status = $2, error_kind = $3, last_error = $4, finished_at = now()
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(error_kind)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_content_hash(&self, id: &str, hash: &str) -> Result<(), DistError> {
+        sqlx::query("UPDATE jobs SET content_hash = $2 WHERE id = $1 AND content_hash IS NULL")
+            .bind(id)
+            .bind(hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Adds a modality the record must wait for (derived text), before its task is published.
+    pub async fn expect(&self, id: &str, modality: &str) -> Result<(), DistError> {
+        sqlx::query(
+            "UPDATE jobs SET expected = array_append(expected, $2)
+             WHERE id = $1 AND NOT ($2 = ANY (expected))",
+        )
+        .bind(id)
+        .bind(modality)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The analyzers among `wanted` (name, revision) whose result for `hash` is stored.
+    pub async fn current_analyzers(
+        &self,
+        hash: &str,
+        wanted: &[(&'static str, String)],
+    ) -> Result<HashSet<String>, DistError> {
+        let names: Vec<&str> = wanted.iter().map(|w| w.0).collect();
+        let revisions: Vec<&str> = wanted.iter().map(|w| w.1.as_str()).collect();
+        let rows = sqlx::query(
+            "SELECT a.analyzer FROM analyses a
+             JOIN UNNEST($2::text[], $3::text[]) AS w(analyzer, revision)
+               ON a.analyzer = w.analyzer AND a.revision = w.revision
+             WHERE a.content_hash = $1",
+        )
+        .bind(hash)
+        .bind(&names)
+        .bind(&revisions)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    }
+
+    pub async fn write_analyses(
+        &self,
+        hash: &str,
+        rows: &[AnalysisWrite],
+    ) -> Result<(), DistError> {
+        let mut tx = self.pool.begin().await?;
+        for a in rows {
+            sqlx::query(
+                "INSERT INTO analyses (content_hash, analyzer, revision, output, embedding_key)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(hash)
+            .bind(&a.analyzer)
+            .bind(&a.revision)
+            .bind(&a.output)
+            .bind(&a.embedding_key)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn write_modality_result(
+        &self,
+        job_id: &str,
+        modality: &str,
+        ok: bool,
+        error: Option<(&str, &str)>,
+        analyses: &Value,
+        facts: &Value,
+        reused: bool,
+    ) -> Result<(), DistError> {
+        sqlx::query(
+            "INSERT INTO modality_results
+                 (job_id, modality, status, error_kind, error, analyses, facts, reused)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (job_id, modality) DO UPDATE SET status = EXCLUDED.status,
+                 error_kind = EXCLUDED.error_kind, error = EXCLUDED.error,
+                 analyses = EXCLUDED.analyses, facts = EXCLUDED.facts,
+                 reused = EXCLUDED.reused, updated_at = now()",
+        )
+        .bind(job_id)
+        .bind(modality)
+        .bind(if ok { "ok" } else { "failed" })
+        .bind(error.map(|e| e.0))
+        .bind(error.map(|e| e.1))
+        .bind(analyses)
+        .bind(facts)
+        .bind(reused)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn modality_results(&self, job_id: &str) -> Result<Vec<ModalityResult>, DistError> {
+        let rows = sqlx::query(
+            "SELECT modality, status, error_kind, error, analyses, facts
+             FROM modality_results WHERE job_id = $1 ORDER BY modality",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ModalityResult {
+                modality: r.get(0),
+                ok: r.get::<String, _>(1) == "ok",
+                error_kind: r.get(2),
+                error: r.get(3),
+                analyses: r.get(4),
+                facts: r.get(5),
+            })
+            .collect())
+    }
+
+    /// Outputs for `hash` of the given (analyzer, revision) pairs, plus the further outputs the
+    /// same analyzer runs produced (an analyzer's companion rows share its revision: the image
+    /// embedding that comes with the tags).
+    pub async fn analyses(
+        &self,
+        hash: &str,
+        pairs: &[(String, String)],
+    ) -> Result<Vec<(String, Value)>, DistError> {
+        let names: Vec<&str> = pairs.iter().map(|p| p.0.as_str()).collect();
+        let revisions: Vec<&str> = pairs.iter().map(|p| p.1.as_str()).collect();
+        let rows = sqlx::query(
+            "SELECT a.analyzer, a.output FROM analyses a
+             WHERE a.content_hash = $1 AND a.output IS NOT NULL
+               AND ((a.analyzer, a.revision) IN (SELECT * FROM UNNEST($2::text[], $3::text[]))
+                 OR (a.revision = ANY ($3::text[]) AND NOT (a.analyzer = ANY ($2::text[]))
+                     AND a.revision LIKE '%@%'))
+             ORDER BY a.analyzer",
+        )
+        .bind(hash)
+        .bind(&names)
+        .bind(&revisions)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Writes (or replaces, for a late result) the fused record and closes the job.
+    pub async fn upsert_record(&self, job: &Job, r: &RecordWrite) -> Result<(), DistError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO records (job_id, batch_id, source_uri, content_hash, kind, decision,
+                 reasons, partial, missing, text, languages, labels, record, fused_key,
+                 image_embedding, text_embedding, clip_embedding)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                 $15::text::vector, $16::text::vector, $17::text::vector)
+             ON CONFLICT (job_id) DO UPDATE SET decision = EXCLUDED.decision,
+                 reasons = EXCLUDED.reasons, partial = EXCLUDED.partial,
+                 missing = EXCLUDED.missing, text = EXCLUDED.text,
+                 languages = EXCLUDED.languages, labels = EXCLUDED.labels,
+                 record = EXCLUDED.record, fused_key = EXCLUDED.fused_key,
+                 image_embedding = EXCLUDED.image_embedding,
+                 text_embedding = EXCLUDED.text_embedding,
+                 clip_embedding = EXCLUDED.clip_embedding, updated_at = now()",
+        )
+        .bind(&job.id)
+        .bind(&job.batch_id)
+        .bind(&job.source_uri)
+        .bind(&job.content_hash)
+        .bind(&job.kind)
+        .bind(&r.decision)
+        .bind(&r.reasons)
+        .bind(r.partial)
+        .bind(&r.missing)
+        .bind(&r.text)
+        .bind(&r.languages)
+        .bind(&r.labels)
+        .bind(&r.record)
+        .bind(&r.fused_key)
+        .bind(r.image_embedding.as_deref().map(vector_literal))
+        .bind(r.text_embedding.as_deref().map(vector_literal))
+        .bind(r.clip_embedding.as_deref().map(vector_literal))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE jobs SET status = $2, finished_at = COALESCE(finished_at, now()) WHERE id = $1",
+        )
+        .bind(&job.id)
+        .bind(if r.partial { "partial" } else { "done" })
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Puts a dead-lettered job back where `stage` picks it up again (`mediasift dlq retry`).
+    pub async fn reopen(&self, id: &str, stage: &str) -> Result<(), DistError> {
+        let mut tx = self.pool.begin().await?;
+        if stage == "dispatcher" {
+            sqlx::query(
+                "UPDATE jobs SET status = 'queued', error_kind = NULL, last_error = NULL,
+                     finished_at = NULL WHERE id = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            sqlx::query(
+                "DELETE FROM modality_results WHERE job_id = $1 AND status = 'failed'
+                   AND split_part(modality, ':', 1) = $2",
+            )
+            .bind(id)
+            .bind(stage)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE jobs SET status = 'dispatched', error_kind = NULL, last_error = NULL,
+                     finished_at = NULL, dispatched_at = now()
+                 WHERE id = $1 AND status IN ('failed', 'partial')",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Dispatched jobs still without a record after `timeout_secs`.
+    pub async fn overdue_jobs(&self, timeout_secs: u64) -> Result<Vec<String>, DistError> {
+        let rows = sqlx::query(
+            "SELECT id FROM jobs WHERE status = 'dispatched'
+               AND dispatched_at < now() - make_interval(secs => $1) LIMIT 1000",
+        )
+        .bind(timeout_secs as f64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    }
+
+    /// The batch named or made from `name_or_id`.
+    pub async fn batch_id(&self, name_or_id: &str) -> Result<Option<String>, DistError> {
+        let row = sqlx::query(
+            "SELECT id FROM batches WHERE id = $1 OR name = $1 ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(name_or_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    pub async fn status(&self, batch: Option<&str>) -> Result<StatusCounts, DistError> {
+        let by_status = sqlx::query(
+            "SELECT status, count(*) FROM jobs WHERE $1::text IS NULL OR batch_id = $1
+             GROUP BY status ORDER BY status",
+        )
+        .bind(batch)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+        .collect();
+        let finished_last_minute: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM jobs WHERE ($1::text IS NULL OR batch_id = $1)
+               AND finished_at > now() - interval '60 seconds'",
+        )
+        .bind(batch)
+        .fetch_one(&self.pool)
+        .await?;
+        let records: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM records WHERE $1::text IS NULL OR batch_id = $1",
+        )
+        .bind(batch)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(StatusCounts {
+            by_status,
+            finished_last_minute,
+            records,
+        })
+    }
+}
+
+/// pgvector's text form: `[1,2,3]`.
+fn vector_literal(v: &[f32]) -> String {
+    let mut s = String::with_capacity(v.len() * 10 + 2);
+    s.push('[');
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&x.to_string());
+    }
+    s.push(']');
+    s
+}

@@ -1,0 +1,372 @@
+//! `mediasift worker --modality vision|audio|text`: pulls tasks, runs that modality's analyzers
+//! (the same stage code as `mediasift analyze`), writes blobs, then rows, then acknowledges.
+//! Results are content-addressed: analyzers whose output for these bytes at this revision is
+//! stored are not run again.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mediasift_core::{FileStatus, RawConfig};
+use mediasift_pipeline::{Processed, Stage};
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use crate::DistError;
+use crate::bus::{StreamKind, fetch};
+use crate::context::Ctx;
+use crate::messages::{DerivedText, ResultMsg, TaskMsg};
+use crate::pg::AnalysisWrite;
+use crate::service::Shutdown;
+use crate::settle::{Failure, heartbeat, settle};
+use crate::source::Source;
+
+/// The three worker kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Modality {
+    Vision,
+    Audio,
+    Text,
+}
+
+impl Modality {
+    pub fn parse(s: &str) -> Option<Modality> {
+        match s {
+            "vision" => Some(Modality::Vision),
+            "audio" => Some(Modality::Audio),
+            "text" => Some(Modality::Text),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Modality::Vision => "vision",
+            Modality::Audio => "audio",
+            Modality::Text => "text",
+        }
+    }
+
+    /// The configuration of this worker's stage: the analyzers of its modality only (each as
+    /// configured), so it loads only its own models.
+    pub fn stage_config(self, raw: &RawConfig) -> RawConfig {
+        let mut raw = raw.clone();
+        let a = &mut raw.analyzers;
+        let vision = self == Modality::Vision;
+        let audio = self == Modality::Audio;
+        let text = self == Modality::Text;
+        a.phash &= vision;
+        a.thumbnail &= vision;
+        a.tags &= vision;
+        a.nsfw &= vision;
+        a.loudness &= audio;
+        a.transcript &= audio;
+        a.text_embedding &= text;
+        if !vision {
+            raw.ocr.mode = mediasift_core::OcrMode::Never;
+        }
+        raw
+    }
+}
+
+/// The name of the file-facts pseudo-analysis (kind, format, flags) stored with the analyses so
+/// a reused result still has them.
+const FACTS: &str = "_file";
+
+pub async fn run(
+    ctx: Ctx,
+    stage: Stage,
+    modality: Modality,
+    concurrency: usize,
+    shutdown: Shutdown,
+) -> Result<(), DistError> {
+    let name = modality.as_str();
+    let durable = format!("worker-{name}");
+    let consumer = ctx
+        .bus
+        .consumer(
+            StreamKind::Tasks,
+            &durable,
+            &ctx.bus.task_subject(name),
+            ctx.ack_wait(),
+            ctx.cfg.distributed().max_deliver,
+            // Enough for every worker of this kind to hold its share.
+            10_000,
+        )
+        .await?;
+    let stage_name: &'static str = name;
+    crate::metrics::watch_consumer(consumer.clone(), stage_name, ctx.metrics.clone());
+    let stage = Arc::new(stage);
+    let concurrency = concurrency.max(1);
+    tracing::info!(modality = name, concurrency, "Worker running");
+    let mut running: JoinSet<()> = JoinSet::new();
+    while !shutdown.requested() {
+        while running.len() >= concurrency {
+            running.join_next().await;
+        }
+        let want = concurrency - running.len();
+        let batch = tokio::select! {
+            b = fetch(&consumer, want, Duration::from_secs(1)) => b,
+            _ = shutdown.wait() => break,
+        };
+        for msg in batch {
+            let (ctx, stage) = (ctx.clone(), stage.clone());
+            running.spawn(async move { handle(&ctx, &stage, stage_name, msg).await });
+        }
+        // Reap finished tasks without waiting.
+        while running.try_join_next().is_some() {}
+    }
+    tracing::info!(in_flight = running.len(), "Finishing tasks in flight");
+    while running.join_next().await.is_some() {}
+    tracing::info!(modality = name, "Worker stopped");
+    Ok(())
+}
+
+async fn handle(ctx: &Ctx, stage: &Stage, name: &'static str, msg: async_nats::jetstream::Message) {
+    let started = Instant::now();
+    let task: TaskMsg = match serde_json::from_slice(&msg.payload) {
+        Ok(t) => t,
+        Err(e) => {
+            let err = DistError::BadMessage(e.to_string());
+            settle(ctx, name, &msg, started, Err(err), "", "").await;
+            return;
+        }
+    };
+    let beat = heartbeat(&msg, (ctx.ack_wait() / 3).max(Duration::from_secs(1)));
+    let outcome = process(ctx, stage, &task).await;
+    beat.abort();
+    let failed = settle(ctx, name, &msg, started, outcome, &task.job_id, &task.uri).await;
+    if let Some((Failure::DeadLettered, err)) = failed {
+        // The job's record shows this modality as failed, with why.
+        let reported = async {
+            ctx.pg
+                .write_modality_result(
+                    &task.job_id,
+                    &task.modality,
+                    false,
+                    Some((err.kind(), &err.to_string())),
+                    &json!([]),
+                    &json!({}),
+                    false,
+                )
+                .await?;
+            publish_result(ctx, &task, false).await
+        };
+        if let Err(e) = reported.await {
+            tracing::error!(error = %e, job_id = task.job_id, "Could not report a failed task");
+        }
+    }
+}
+
+async fn publish_result(ctx: &Ctx, task: &TaskMsg, ok: bool) -> Result<(), DistError> {
+    let msg = ResultMsg {
+        job_id: task.job_id.clone(),
+        modality: task.modality.clone(),
+        ok,
+    };
+    let id = format!(
+        "{}:{}:{}",
+        task.job_id,
+        task.modality,
+        if ok { "ok" } else { "failed" }
+    );
+    ctx.bus
+        .publish(ctx.bus.result_subject(&task.modality), &id, &msg)
+        .await
+}
+
+async fn process(ctx: &Ctx, stage: &Stage, task: &TaskMsg) -> Result<&'static str, DistError> {
+    if let Some(derived) = &task.derived {
+        return process_derived(ctx, stage, task, derived).await;
+    }
+    let source = Source::parse(&task.uri)?;
+    if !ctx.allow.allows(&source) {
+        return Err(DistError::NotAllowed {
+            uri: task.uri.clone(),
+            roots: ctx.allow.describe(),
+        });
+    }
+    let max_bytes = ctx.cfg.intake().max_file_bytes;
+    let input = ctx.objects.localize(&source, max_bytes).await?;
+    ctx.pg.set_content_hash(&task.job_id, &input.hash).await?;
+    let mut wanted = stage.revisions();
+    wanted.push((FACTS, mediasift_pipeline::INTAKE_VERSION.to_string()));
+    let current = ctx.pg.current_analyzers(&input.hash, &wanted).await?;
+    let reused = current.len() == wanted.len();
+    if !reused {
+        let processed = stage
+            .analyze_except(
+                &input.path,
+                task.uri.clone(),
+                input.hash.clone(),
+                input.size,
+                Arc::new(current.clone()),
+            )
+            .await;
+        if processed.file.status == FileStatus::Failed {
+            let e = processed.file.error.clone();
+            return Err(DistError::Media {
+                uri: task.uri.clone(),
+                kind: e
+                    .as_ref()
+                    .map_or(mediasift_core::ErrorKind::Corrupt, |e| e.kind),
+                message: e.map(|e| e.message).unwrap_or_default(),
+            });
+        }
+        store(ctx, &input.hash, &wanted, &current, processed).await?;
+    }
+    let pairs: Vec<(String, String)> = wanted
+        .iter()
+        .map(|(n, r)| (n.to_string(), r.clone()))
+        .collect();
+    // Derived text goes on to the text worker before this result is reported, so the record
+    // waits for its embedding.
+    let outputs = ctx.pg.analyses(&input.hash, &pairs).await?;
+    let derived_source = match task.modality.as_str() {
+        "vision" => Some(("ocr", "text:ocr")),
+        "audio" => Some(("transcript", "text:transcript")),
+        _ => None,
+    };
+    if let Some((analyzer, modality)) = derived_source {
+        let text = outputs
+            .iter()
+            .find(|(n, _)| n == analyzer)
+            .and_then(|(_, v)| v.get("text"))
+            .and_then(Value::as_str)
+            .filter(|t| !t.trim().is_empty());
+        if let Some(text) = text {
+            ctx.pg.expect(&task.job_id, modality).await?;
+            let next = TaskMsg {
+                job_id: task.job_id.clone(),
+                uri: task.uri.clone(),
+                modality: modality.to_string(),
+                derived: Some(DerivedText {
+                    content_hash: input.hash.clone(),
+                    source: analyzer.to_string(),
+                    text: text.to_string(),
+                }),
+            };
+            let id = format!("{}:{modality}", task.job_id);
+            ctx.bus
+                .publish(ctx.bus.task_subject(modality), &id, &next)
+                .await?;
+        }
+    }
+    let facts = outputs
+        .iter()
+        .find(|(n, _)| n == FACTS)
+        .map_or(json!({}), |(_, v)| v.clone());
+    ctx.pg
+        .write_modality_result(
+            &task.job_id,
+            &task.modality,
+            true,
+            None,
+            &json!(pairs),
+            &facts,
+            reused,
+        )
+        .await?;
+    publish_result(ctx, task, true).await?;
+    Ok(if reused { "reused" } else { "ok" })
+}
+
+/// Blobs first, then rows: a row never points at a missing object.
+async fn store(
+    ctx: &Ctx,
+    hash: &str,
+    wanted: &[(&'static str, String)],
+    current: &HashSet<String>,
+    processed: Processed,
+) -> Result<(), DistError> {
+    for (key, bytes) in processed.blobs {
+        ctx.objects.put(&key, bytes).await?;
+    }
+    let mut rows: Vec<AnalysisWrite> = Vec::new();
+    for (name, revision) in wanted {
+        if current.contains(*name) {
+            continue;
+        }
+        let output = if *name == FACTS {
+            let f = &processed.file;
+            Some(json!({ "kind": f.kind.as_str(), "format": f.format, "flags": f.flags }))
+        } else {
+            processed
+                .analyses
+                .iter()
+                .find(|a| a.analyzer == *name)
+                .map(|a| a.output.clone())
+        };
+        rows.push(analysis_row(name, revision, output));
+    }
+    // Companion outputs (the image embedding that comes with the tags).
+    for a in &processed.analyses {
+        if !wanted.iter().any(|(n, _)| *n == a.analyzer) {
+            rows.push(analysis_row(
+                &a.analyzer,
+                &a.version,
+                Some(a.output.clone()),
+            ));
+        }
+    }
+    ctx.pg.write_analyses(hash, &rows).await
+}
+
+fn analysis_row(name: &str, revision: &str, output: Option<Value>) -> AnalysisWrite {
+    let embedding_key = output
+        .as_ref()
+        .and_then(|o| o.get("key"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    AnalysisWrite {
+        analyzer: name.to_string(),
+        revision: revision.to_string(),
+        output,
+        embedding_key,
+    }
+}
+
+async fn process_derived(
+    ctx: &Ctx,
+    stage: &Stage,
+    task: &TaskMsg,
+    derived: &DerivedText,
+) -> Result<&'static str, DistError> {
+    let wanted = stage.revisions();
+    // The embedding of derived text is keyed by the content it came from, with its source in
+    // the analyzer name so a transcript and OCR text of one video do not collide.
+    let name = |n: &str| format!("{n}:{}", derived.source);
+    let pairs: Vec<(String, String)> = wanted.iter().map(|(n, r)| (name(n), r.clone())).collect();
+    let have = ctx.pg.analyses(&derived.content_hash, &pairs).await?.len();
+    let reused = have == pairs.len();
+    if !reused {
+        let (stage2, d) = (stage.clone(), derived.clone());
+        let processed = tokio::task::spawn_blocking(move || {
+            stage2.analyze_text(&d.content_hash, &d.source, &d.text)
+        })
+        .await
+        .map_err(|e| DistError::Io(std::io::Error::other(e)))?;
+        for (key, bytes) in processed.blobs {
+            ctx.objects.put(&key, bytes).await?;
+        }
+        let rows: Vec<AnalysisWrite> = processed
+            .analyses
+            .iter()
+            .map(|a| analysis_row(&name(&a.analyzer), &a.version, Some(a.output.clone())))
+            .collect();
+        ctx.pg.write_analyses(&derived.content_hash, &rows).await?;
+    }
+    ctx.pg
+        .write_modality_result(
+            &task.job_id,
+            &task.modality,
+            true,
+            None,
+            &json!(pairs),
+            &json!({}),
+            reused,
+        )
+        .await?;
+    publish_result(ctx, task, true).await?;
+    Ok(if reused { "reused" } else { "ok" })
+}
