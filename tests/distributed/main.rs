@@ -51,7 +51,14 @@ async fn s3_archive_gets_a_record_per_good_file_and_dead_letters_per_bad_one() {
     upload(&refs).await;
 
     c.spawn("dispatcher", &["dispatcher"]);
-    for m in ["vision", "audio", "text"] {
+    let vision_port = harness::free_port();
+    let vision_addr = format!("127.0.0.1:{vision_port}");
+    c.spawn_env(
+        "vision",
+        &["worker", "--modality", "vision", "--concurrency", "2"],
+        &[("MEDIASIFT__DISTRIBUTED__METRICS_ADDR", &vision_addr)],
+    );
+    for m in ["audio", "text"] {
         c.spawn(m, &["worker", "--modality", m, "--concurrency", "2"]);
     }
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
@@ -135,6 +142,12 @@ async fn s3_archive_gets_a_record_per_good_file_and_dead_letters_per_bad_one() {
         metrics.contains("mediasift_stage_seconds_bucket{stage=\"fusion\""),
         "{metrics}"
     );
+    let vision_metrics = harness::http_get(vision_port, "/metrics");
+    assert!(
+        vision_metrics.contains("mediasift_inference_batch_size_bucket{model=\"image-tags\""),
+        "{vision_metrics}"
+    );
+    assert!(vision_metrics.contains("mediasift_consumer_pending{stage=\"vision\"}"));
 
     // Every bad file failed with its reason, and is in the dead-letter stream.
     let failed =

@@ -88,12 +88,6 @@ async fn handle(ctx: &Ctx, msg: async_nats::jetstream::Message) {
 }
 
 async fn dispatch(ctx: &Ctx, job: &JobMsg) -> Result<&'static str, DistError> {
-    let Some(row) = ctx.pg.job(&job.job_id).await? else {
-        return Err(DistError::BadMessage(format!("unknown job {}", job.job_id)));
-    };
-    if row.status != "queued" {
-        return Ok("duplicate");
-    }
     let source = Source::parse(&job.uri)?;
     if !ctx.allow.allows(&source) {
         return Err(DistError::NotAllowed {
@@ -124,9 +118,10 @@ async fn dispatch(ctx: &Ctx, job: &JobMsg) -> Result<&'static str, DistError> {
         ));
     }
     let expected: Vec<String> = modalities.iter().map(|m| m.to_string()).collect();
-    ctx.pg
-        .set_route(&job.job_id, kind.as_str(), &expected)
-        .await?;
+    // The route is recorded before the tasks exist, so fusion always knows what to wait for.
+    if !ctx.pg.route(&job.job_id, kind.as_str(), &expected).await? {
+        return Ok("duplicate");
+    }
     for modality in modalities {
         let task = TaskMsg {
             job_id: job.job_id.clone(),
@@ -139,7 +134,6 @@ async fn dispatch(ctx: &Ctx, job: &JobMsg) -> Result<&'static str, DistError> {
             .publish(ctx.bus.task_subject(modality), &id, &task)
             .await?;
     }
-    ctx.pg.mark_dispatched(&job.job_id).await?;
     Ok("ok")
 }
 

@@ -90,13 +90,12 @@ async fn sweep(ctx: Ctx, shutdown: Shutdown) {
 /// Writes the record of `job_id` if its results are complete (or `force`). Returns the outcome
 /// label for metrics.
 pub async fn fuse(ctx: &Ctx, job_id: &str, force: bool) -> Result<&'static str, DistError> {
-    let Some(job) = ctx.pg.job(job_id).await? else {
+    let Some((job, results)) = ctx.pg.job_with_results(job_id).await? else {
         return Err(DistError::BadMessage(format!("unknown job {job_id}")));
     };
     if job.status == "rejected" || job.expected.is_empty() {
         return Ok("skipped");
     }
-    let results = ctx.pg.modality_results(job_id).await?;
     let reported: HashSet<&str> = results.iter().map(|r| r.modality.as_str()).collect();
     let mut missing: Vec<String> = job
         .expected

@@ -84,6 +84,28 @@ impl Pg {
         Ok(Pg { pool })
     }
 
+    /// Creates (or recreates) database `name` on the server of `url`; returns its URL.
+    /// Benchmarks measure on an empty database this way.
+    pub async fn fresh_database(url: &str, name: &str) -> Result<String, DistError> {
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(DistError::Config(format!("bad database name {name:?}")));
+        }
+        let (base, _) = url
+            .split('?')
+            .next()
+            .and_then(|u| u.rsplit_once('/'))
+            .ok_or_else(|| DistError::Config(format!("bad Postgres URL {url}")))?;
+        let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await?;
+        }
+        pool.close().await;
+        Ok(format!("{base}/{name}"))
+    }
+
     pub async fn migrate(&self) -> Result<(), DistError> {
         MIGRATOR.run(&self.pool).await?;
         Ok(())
@@ -154,35 +176,28 @@ impl Pg {
         }))
     }
 
-    /// Records the route before the tasks are published, so fusion knows what to wait for.
-    pub async fn set_route(
+    /// Records the route and marks the job dispatched, in one statement. Returns false for a
+    /// job that is unknown or already past dispatch (a duplicate message). A job redelivered
+    /// in `dispatched` (the dispatcher died before acknowledging) is routed again: its tasks
+    /// are published again under the same message ids.
+    pub async fn route(
         &self,
         id: &str,
         kind: &str,
         expected: &[String],
-    ) -> Result<(), DistError> {
-        sqlx::query(
-            "UPDATE jobs SET kind = $2, expected = $3, attempts = attempts + 1
-             WHERE id = $1 AND status = 'queued'",
+    ) -> Result<bool, DistError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET kind = $2, status = 'dispatched',
+                 expected = ARRAY(SELECT DISTINCT e FROM unnest(expected || $3::text[]) e),
+                 attempts = attempts + 1, dispatched_at = now()
+             WHERE id = $1 AND status IN ('queued', 'dispatched')",
         )
         .bind(id)
         .bind(kind)
         .bind(expected)
         .execute(&self.pool)
         .await?;
-        Ok(())
-    }
-
-    /// After the tasks are published: a redelivered job in this state is a duplicate.
-    pub async fn mark_dispatched(&self, id: &str) -> Result<(), DistError> {
-        sqlx::query(
-            "UPDATE jobs SET status = 'dispatched', dispatched_at = now()
-             WHERE id = $1 AND status = 'queued'",
-        )
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// A job that ends without a record: `failed` (dead-lettered) or `rejected` (not allowed).
@@ -203,15 +218,6 @@ impl Pg {
         .bind(error)
         .execute(&self.pool)
         .await?;
-        Ok(())
-    }
-
-    pub async fn set_content_hash(&self, id: &str, hash: &str) -> Result<(), DistError> {
-        sqlx::query("UPDATE jobs SET content_hash = $2 WHERE id = $1 AND content_hash IS NULL")
-            .bind(id)
-            .bind(hash)
-            .execute(&self.pool)
-            .await?;
         Ok(())
     }
 
@@ -250,29 +256,35 @@ impl Pg {
         Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
     }
 
+    /// One statement for all rows (atomic; an existing row is kept).
     pub async fn write_analyses(
         &self,
         hash: &str,
         rows: &[AnalysisWrite],
     ) -> Result<(), DistError> {
-        let mut tx = self.pool.begin().await?;
-        for a in rows {
-            sqlx::query(
-                "INSERT INTO analyses (content_hash, analyzer, revision, output, embedding_key)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            )
-            .bind(hash)
-            .bind(&a.analyzer)
-            .bind(&a.revision)
-            .bind(&a.output)
-            .bind(&a.embedding_key)
-            .execute(&mut *tx)
-            .await?;
+        if rows.is_empty() {
+            return Ok(());
         }
-        tx.commit().await?;
+        let names: Vec<&str> = rows.iter().map(|a| a.analyzer.as_str()).collect();
+        let revisions: Vec<&str> = rows.iter().map(|a| a.revision.as_str()).collect();
+        let outputs: Vec<Option<Value>> = rows.iter().map(|a| a.output.clone()).collect();
+        let keys: Vec<Option<&str>> = rows.iter().map(|a| a.embedding_key.as_deref()).collect();
+        sqlx::query(
+            "INSERT INTO analyses (content_hash, analyzer, revision, output, embedding_key)
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::jsonb[], $5::text[])
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(hash)
+        .bind(&names)
+        .bind(&revisions)
+        .bind(&outputs)
+        .bind(&keys)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
+    /// Writes (or replaces) one modality's report; `content_hash` fills the job's when known.
     #[allow(clippy::too_many_arguments)]
     pub async fn write_modality_result(
         &self,
@@ -283,9 +295,14 @@ impl Pg {
         analyses: &Value,
         facts: &Value,
         reused: bool,
+        content_hash: Option<&str>,
     ) -> Result<(), DistError> {
         sqlx::query(
-            "INSERT INTO modality_results
+            "WITH hash AS (
+                 UPDATE jobs SET content_hash = $9
+                 WHERE id = $1 AND $9::text IS NOT NULL AND content_hash IS NULL
+             )
+             INSERT INTO modality_results
                  (job_id, modality, status, error_kind, error, analyses, facts, reused)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (job_id, modality) DO UPDATE SET status = EXCLUDED.status,
@@ -301,30 +318,55 @@ impl Pg {
         .bind(analyses)
         .bind(facts)
         .bind(reused)
+        .bind(content_hash)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    pub async fn modality_results(&self, job_id: &str) -> Result<Vec<ModalityResult>, DistError> {
-        let rows = sqlx::query(
-            "SELECT modality, status, error_kind, error, analyses, facts
-             FROM modality_results WHERE job_id = $1 ORDER BY modality",
+    /// A job with its modality results, in one round trip (fusion).
+    pub async fn job_with_results(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Job, Vec<ModalityResult>)>, DistError> {
+        let row = sqlx::query(
+            "SELECT j.id, j.batch_id, j.source_uri, j.content_hash, j.kind, j.status, j.expected,
+                 COALESCE((SELECT json_agg(json_build_array(m.modality, m.status, m.error_kind,
+                                  m.error, m.analyses, m.facts) ORDER BY m.modality)
+                           FROM modality_results m WHERE m.job_id = j.id), '[]'::json)
+             FROM jobs j WHERE j.id = $1",
         )
-        .bind(job_id)
-        .fetch_all(&self.pool)
+        .bind(id)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| ModalityResult {
-                modality: r.get(0),
-                ok: r.get::<String, _>(1) == "ok",
-                error_kind: r.get(2),
-                error: r.get(3),
-                analyses: r.get(4),
-                facts: r.get(5),
-            })
-            .collect())
+        Ok(row.map(|r| {
+            let job = Job {
+                id: r.get(0),
+                batch_id: r.get(1),
+                source_uri: r.get(2),
+                content_hash: r.get(3),
+                kind: r.get(4),
+                status: r.get(5),
+                expected: r.get(6),
+            };
+            let results: Value = r.get(7);
+            let results = results
+                .as_array()
+                .map(|list| {
+                    list.iter()
+                        .map(|m| ModalityResult {
+                            modality: m[0].as_str().unwrap_or_default().to_string(),
+                            ok: m[1] == "ok",
+                            error_kind: m[2].as_str().map(str::to_string),
+                            error: m[3].as_str().map(str::to_string),
+                            analyses: m[4].clone(),
+                            facts: m[5].clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            (job, results)
+        }))
     }
 
     /// Outputs for `hash` of the given (analyzer, revision) pairs, plus the further outputs the
@@ -355,9 +397,14 @@ impl Pg {
 
     /// Writes (or replaces, for a late result) the fused record and closes the job.
     pub async fn upsert_record(&self, job: &Job, r: &RecordWrite) -> Result<(), DistError> {
-        let mut tx = self.pool.begin().await?;
+        // One statement: the record and the job's final state together.
         sqlx::query(
-            "INSERT INTO records (job_id, batch_id, source_uri, content_hash, kind, decision,
+            "WITH closed AS (
+                 UPDATE jobs SET status = CASE WHEN $8 THEN 'partial' ELSE 'done' END,
+                     finished_at = COALESCE(finished_at, now())
+                 WHERE id = $1
+             )
+             INSERT INTO records (job_id, batch_id, source_uri, content_hash, kind, decision,
                  reasons, partial, missing, text, languages, labels, record, fused_key,
                  image_embedding, text_embedding, clip_embedding)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
@@ -388,16 +435,8 @@ impl Pg {
         .bind(r.image_embedding.as_deref().map(vector_literal))
         .bind(r.text_embedding.as_deref().map(vector_literal))
         .bind(r.clip_embedding.as_deref().map(vector_literal))
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        sqlx::query(
-            "UPDATE jobs SET status = $2, finished_at = COALESCE(finished_at, now()) WHERE id = $1",
-        )
-        .bind(&job.id)
-        .bind(if r.partial { "partial" } else { "done" })
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
         Ok(())
     }
 

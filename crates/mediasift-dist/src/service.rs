@@ -41,6 +41,18 @@ impl Shutdown {
         Shutdown { flag, rx }
     }
 
+    /// A shutdown triggered by calling [`Shutdown::trigger`] (benchmarks, embedding).
+    pub fn manual() -> (Shutdown, impl Fn() + Send + Sync + 'static) {
+        let (tx, rx) = watch::channel(false);
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        let trigger = move || {
+            f.store(true, Ordering::SeqCst);
+            let _ = tx.send(true);
+        };
+        (Shutdown { flag, rx }, trigger)
+    }
+
     pub fn requested(&self) -> bool {
         self.flag.load(Ordering::SeqCst)
     }
@@ -75,12 +87,7 @@ pub async fn serve_http(
             "/metrics",
             get(move || {
                 let registry = registry.clone();
-                async move {
-                    use prometheus::Encoder;
-                    let mut buf = Vec::new();
-                    let _ = prometheus::TextEncoder::new().encode(&registry.gather(), &mut buf);
-                    String::from_utf8_lossy(&buf).into_owned()
-                }
+                async move { mediasift_pipeline::render_metrics(&registry) }
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }));

@@ -148,6 +148,7 @@ async fn handle(ctx: &Ctx, stage: &Stage, name: &'static str, msg: async_nats::j
                     &json!([]),
                     &json!({}),
                     false,
+                    None,
                 )
                 .await?;
             publish_result(ctx, &task, false).await
@@ -188,11 +189,11 @@ async fn process(ctx: &Ctx, stage: &Stage, task: &TaskMsg) -> Result<&'static st
     }
     let max_bytes = ctx.cfg.intake().max_file_bytes;
     let input = ctx.objects.localize(&source, max_bytes).await?;
-    ctx.pg.set_content_hash(&task.job_id, &input.hash).await?;
     let mut wanted = stage.revisions();
     wanted.push((FACTS, mediasift_pipeline::INTAKE_VERSION.to_string()));
     let current = ctx.pg.current_analyzers(&input.hash, &wanted).await?;
     let reused = current.len() == wanted.len();
+    let mut written = None;
     if !reused {
         let processed = stage
             .analyze_except(
@@ -213,15 +214,22 @@ async fn process(ctx: &Ctx, stage: &Stage, task: &TaskMsg) -> Result<&'static st
                 message: e.map(|e| e.message).unwrap_or_default(),
             });
         }
-        store(ctx, &input.hash, &wanted, &current, processed).await?;
+        written = Some(store(ctx, &input.hash, &wanted, &current, processed).await?);
     }
     let pairs: Vec<(String, String)> = wanted
         .iter()
         .map(|(n, r)| (n.to_string(), r.clone()))
         .collect();
+    // What this modality produced: just computed, or (partly) stored before.
+    let outputs: Vec<(String, Value)> = match written {
+        Some(rows) if current.is_empty() => rows
+            .into_iter()
+            .filter_map(|a| a.output.map(|o| (a.analyzer, o)))
+            .collect(),
+        _ => ctx.pg.analyses(&input.hash, &pairs).await?,
+    };
     // Derived text goes on to the text worker before this result is reported, so the record
     // waits for its embedding.
-    let outputs = ctx.pg.analyses(&input.hash, &pairs).await?;
     let derived_source = match task.modality.as_str() {
         "vision" => Some(("ocr", "text:ocr")),
         "audio" => Some(("transcript", "text:transcript")),
@@ -265,20 +273,21 @@ async fn process(ctx: &Ctx, stage: &Stage, task: &TaskMsg) -> Result<&'static st
             &json!(pairs),
             &facts,
             reused,
+            Some(&input.hash),
         )
         .await?;
     publish_result(ctx, task, true).await?;
     Ok(if reused { "reused" } else { "ok" })
 }
 
-/// Blobs first, then rows: a row never points at a missing object.
+/// Blobs first, then rows: a row never points at a missing object. Returns the rows written.
 async fn store(
     ctx: &Ctx,
     hash: &str,
     wanted: &[(&'static str, String)],
     current: &HashSet<String>,
     processed: Processed,
-) -> Result<(), DistError> {
+) -> Result<Vec<AnalysisWrite>, DistError> {
     for (key, bytes) in processed.blobs {
         ctx.objects.put(&key, bytes).await?;
     }
@@ -309,7 +318,8 @@ async fn store(
             ));
         }
     }
-    ctx.pg.write_analyses(hash, &rows).await
+    ctx.pg.write_analyses(hash, &rows).await?;
+    Ok(rows)
 }
 
 fn analysis_row(name: &str, revision: &str, output: Option<Value>) -> AnalysisWrite {
@@ -365,6 +375,7 @@ async fn process_derived(
             &json!(pairs),
             &json!({}),
             reused,
+            None,
         )
         .await?;
     publish_result(ctx, task, true).await?;

@@ -40,7 +40,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             .name(format!("mediasift-{name}"))
             .spawn(move || {
                 while let Some(batch) = gather(&rx, max_batch, max_wait) {
-                    run_batch(batch, max_batch, &mut forward);
+                    run_batch(name, batch, max_batch, &mut forward);
                 }
             });
         if let Err(e) = spawned {
@@ -87,6 +87,7 @@ fn gather<I, O>(
 }
 
 fn run_batch<I, O>(
+    name: &str,
     batch: Vec<(Vec<I>, Reply<O>)>,
     max_batch: usize,
     forward: &mut impl FnMut(&[I]) -> Result<Vec<O>, ModelError>,
@@ -99,8 +100,19 @@ fn run_batch<I, O>(
     }
     let mut outputs = Vec::with_capacity(inputs.len());
     let mut failure = None;
+    let metrics = crate::metrics::inference();
     for chunk in inputs.chunks(max_batch.max(1)) {
-        match forward(chunk) {
+        let started = Instant::now();
+        let result = forward(chunk);
+        metrics
+            .seconds
+            .with_label_values(&[name])
+            .observe(started.elapsed().as_secs_f64());
+        metrics
+            .batch_size
+            .with_label_values(&[name])
+            .observe(chunk.len() as f64);
+        match result {
             Ok(out) if out.len() == chunk.len() => outputs.extend(out),
             Ok(out) => {
                 failure = Some(format!(

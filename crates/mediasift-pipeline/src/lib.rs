@@ -39,7 +39,9 @@ pub const INTAKE_VERSION: &str = "1";
 pub use batch::Batcher;
 pub use duplicates::{DuplicateGroup, group as group_duplicates};
 pub use hash::hash_file;
-pub use metrics::Metrics;
+pub use metrics::{
+    InferenceMetrics, Metrics, inference as inference_metrics, render as render_metrics,
+};
 pub use models::{ModelSet, store as model_store};
 pub use run::{RunError, RunOptions, run_embedded};
 pub use stage::{Processed, Stage};

@@ -110,12 +110,60 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of every metric, the process-wide inference metrics
+    /// included.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
+        render(&self.registry)
     }
+}
+
+/// The text exposition of `registry` plus the process-wide registry (inference metrics).
+pub fn render(registry: &Registry) -> String {
+    let mut families = registry.gather();
+    families.extend(prometheus::gather());
+    let mut buf = Vec::new();
+    let _ = TextEncoder::new().encode(&families, &mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Model inference, process-wide (models are loaded once per process, whatever runs them):
+/// forward-pass time and batch size per model.
+#[derive(Debug)]
+pub struct InferenceMetrics {
+    pub seconds: HistogramVec,
+    pub batch_size: HistogramVec,
+}
+
+pub fn inference() -> &'static InferenceMetrics {
+    static METRICS: std::sync::LazyLock<InferenceMetrics> = std::sync::LazyLock::new(|| {
+        let seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "mediasift_inference_seconds",
+                "Time of one forward pass, by model.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["model"],
+        )
+        .expect("static metric definition");
+        let batch_size = HistogramVec::new(
+            HistogramOpts::new(
+                "mediasift_inference_batch_size",
+                "Inputs per forward pass, by model.",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+            &["model"],
+        )
+        .expect("static metric definition");
+        let _ = prometheus::register(Box::new(seconds.clone()));
+        let _ = prometheus::register(Box::new(batch_size.clone()));
+        InferenceMetrics {
+            seconds,
+            batch_size,
+        }
+    });
+    &METRICS
 }
 
 impl Default for Metrics {

@@ -163,6 +163,27 @@ pub enum BenchCommand {
     Vision(BenchArgs),
     /// Whisper: wall time and real-time factor per clip vs faster-whisper on the same weights.
     Audio(AudioBenchArgs),
+    /// Distributed mode, no-op analyzers: jobs/s from enqueue to record through NATS + Postgres.
+    Queue(QueueBenchArgs),
+    /// Distributed mode vs `mediasift analyze` on the same media folder (model-bound).
+    Distributed(DistBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueueBenchArgs {
+    /// Jobs (tiny text files) to push through.
+    #[arg(long, default_value_t = 20_000)]
+    pub jobs: usize,
+    /// Tasks the (no-op) text worker handles at once.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DistBenchArgs {
+    /// The media folder both modes analyze.
+    #[arg(long, default_value = "tests/fixtures/media")]
+    pub input: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]

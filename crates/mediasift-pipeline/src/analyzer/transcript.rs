@@ -75,10 +75,18 @@ impl Analyzer for Transcript {
         let p = self.model.provenance();
         let result = {
             let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
-            match &self.vad {
+            let started = std::time::Instant::now();
+            let result = match &self.vad {
                 Some(vad) => self.model.transcribe_speech(samples, vad, &self.options),
                 None => self.model.transcribe(samples, &self.options),
-            }
+            };
+            // One file per pass (no cross-file batching for Whisper yet).
+            let m = crate::metrics::inference();
+            m.seconds
+                .with_label_values(&["whisper"])
+                .observe(started.elapsed().as_secs_f64());
+            m.batch_size.with_label_values(&["whisper"]).observe(1.0);
+            result
         };
         let t = match result {
             Ok(t) => t,

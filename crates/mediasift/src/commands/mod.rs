@@ -1,6 +1,7 @@
 mod analyze;
 mod bench;
 mod bench_audio;
+mod bench_dist;
 mod config;
 mod distributed;
 mod export;
@@ -26,6 +27,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Vision(args),
         } => bench::vision(g, args),
+        Command::Bench {
+            command: BenchCommand::Queue(args),
+        } => bench_dist::queue(g, args).await,
+        Command::Bench {
+            command: BenchCommand::Distributed(args),
+        } => bench_dist::distributed(g, args).await,
         Command::Models {
             command: ModelsCommand::List,
         } => models::list(g),
