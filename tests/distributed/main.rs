@@ -243,6 +243,29 @@ async fn s3_archive_gets_a_record_per_good_file_and_dead_letters_per_bad_one() {
         status.contains("done") && status.contains("dead letters: 3"),
         "{status}"
     );
+
+    // Retrying dead letters republishes them; these files are still bad, so each comes back
+    // to the dead-letter stream once more with the same reason, and no job is left open.
+    let retry = String::from_utf8_lossy(&c.run(&["dlq", "retry"]).stdout).into_owned();
+    assert!(retry.contains("3 dead letters published again"), "{retry}");
+    let start = std::time::Instant::now();
+    loop {
+        let out = c.run(&["dlq", "list"]);
+        let n = String::from_utf8_lossy(&out.stdout).lines().count();
+        let failed = c
+            .count("SELECT count(*) FROM jobs WHERE status = 'failed'")
+            .await;
+        if n == 3 && failed == 3 {
+            break;
+        }
+        assert!(
+            start.elapsed() < SETTLE,
+            "{n} letters, {failed} failed\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(c.count("SELECT count(*) FROM records").await, 7);
     assert!(
         c.terminate("dispatcher").success(),
         "{}",

@@ -244,3 +244,8 @@ pub async fn fetch(
 pub fn deliveries(msg: &jetstream::Message) -> i64 {
     msg.info().map(|i| i.delivered).unwrap_or(1)
 }
+
+/// The message's sequence in its stream (0 when unknown).
+pub fn stream_seq(msg: &jetstream::Message) -> u64 {
+    msg.info().map_or(0, |i| i.stream_sequence)
+}

@@ -9,7 +9,7 @@ use mediasift_core::{ErrorKind, MediaKind};
 use mediasift_media::{SNIFF_LEN, Sniffed, sniff};
 
 use crate::DistError;
-use crate::bus::{StreamKind, fetch};
+use crate::bus::{StreamKind, fetch, stream_seq};
 use crate::context::Ctx;
 use crate::messages::{JobMsg, TaskMsg};
 use crate::service::Shutdown;
@@ -69,7 +69,7 @@ async fn handle(ctx: &Ctx, msg: async_nats::jetstream::Message) {
             return;
         }
     };
-    let outcome = dispatch(ctx, &job).await;
+    let outcome = dispatch(ctx, &job, stream_seq(&msg)).await;
     if let Some((Failure::DeadLettered, err)) =
         settle(ctx, STAGE, &msg, started, outcome, &job.job_id, &job.uri).await
     {
@@ -87,7 +87,9 @@ async fn handle(ctx: &Ctx, msg: async_nats::jetstream::Message) {
     }
 }
 
-async fn dispatch(ctx: &Ctx, job: &JobMsg) -> Result<&'static str, DistError> {
+/// `seq` (the job message's stream sequence) goes into the tasks' message ids: a redelivered
+/// job publishes no second task, a job retried from the dead-letter stream does.
+async fn dispatch(ctx: &Ctx, job: &JobMsg, seq: u64) -> Result<&'static str, DistError> {
     let source = Source::parse(&job.uri)?;
     if !ctx.allow.allows(&source) {
         return Err(DistError::NotAllowed {
@@ -129,7 +131,7 @@ async fn dispatch(ctx: &Ctx, job: &JobMsg) -> Result<&'static str, DistError> {
             modality: modality.to_string(),
             derived: None,
         };
-        let id = format!("{}:{modality}", job.job_id);
+        let id = format!("{}:{modality}:{seq}", job.job_id);
         ctx.bus
             .publish(ctx.bus.task_subject(modality), &id, &task)
             .await?;

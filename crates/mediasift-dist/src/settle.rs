@@ -66,7 +66,7 @@ pub async fn settle(
         payload: serde_json::from_slice(&msg.payload).unwrap_or(serde_json::Value::Null),
     };
     // One letter per failed message: a retried and failed-again message is a new sequence.
-    let seq = msg.info().map_or(0, |i| i.stream_sequence);
+    let seq = crate::bus::stream_seq(msg);
     let id = format!("{job_id}:{stage}:{seq}");
     if let Err(e) = ctx
         .bus

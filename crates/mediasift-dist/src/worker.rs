@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use crate::DistError;
-use crate::bus::{StreamKind, fetch};
+use crate::bus::{StreamKind, fetch, stream_seq};
 use crate::context::Ctx;
 use crate::messages::{DerivedText, ResultMsg, TaskMsg};
 use crate::pg::AnalysisWrite;
@@ -133,7 +133,8 @@ async fn handle(ctx: &Ctx, stage: &Stage, name: &'static str, msg: async_nats::j
         }
     };
     let beat = heartbeat(&msg, (ctx.ack_wait() / 3).max(Duration::from_secs(1)));
-    let outcome = process(ctx, stage, &task).await;
+    let seq = stream_seq(&msg);
+    let outcome = process(ctx, stage, &task, seq).await;
     beat.abort();
     let failed = settle(ctx, name, &msg, started, outcome, &task.job_id, &task.uri).await;
     if let Some((Failure::DeadLettered, err)) = failed {
@@ -151,7 +152,7 @@ async fn handle(ctx: &Ctx, stage: &Stage, name: &'static str, msg: async_nats::j
                     None,
                 )
                 .await?;
-            publish_result(ctx, &task, false).await
+            publish_result(ctx, &task, false, seq).await
         };
         if let Err(e) = reported.await {
             tracing::error!(error = %e, job_id = task.job_id, "Could not report a failed task");
@@ -159,26 +160,28 @@ async fn handle(ctx: &Ctx, stage: &Stage, name: &'static str, msg: async_nats::j
     }
 }
 
-async fn publish_result(ctx: &Ctx, task: &TaskMsg, ok: bool) -> Result<(), DistError> {
+/// `seq` is the task message's stream sequence: one result per task message, so a retried
+/// task (a new message) reports again while a redelivered one does not.
+async fn publish_result(ctx: &Ctx, task: &TaskMsg, ok: bool, seq: u64) -> Result<(), DistError> {
     let msg = ResultMsg {
         job_id: task.job_id.clone(),
         modality: task.modality.clone(),
         ok,
     };
-    let id = format!(
-        "{}:{}:{}",
-        task.job_id,
-        task.modality,
-        if ok { "ok" } else { "failed" }
-    );
+    let id = format!("{}:{}:{seq}", task.job_id, task.modality);
     ctx.bus
         .publish(ctx.bus.result_subject(&task.modality), &id, &msg)
         .await
 }
 
-async fn process(ctx: &Ctx, stage: &Stage, task: &TaskMsg) -> Result<&'static str, DistError> {
+async fn process(
+    ctx: &Ctx,
+    stage: &Stage,
+    task: &TaskMsg,
+    seq: u64,
+) -> Result<&'static str, DistError> {
     if let Some(derived) = &task.derived {
-        return process_derived(ctx, stage, task, derived).await;
+        return process_derived(ctx, stage, task, derived, seq).await;
     }
     let source = Source::parse(&task.uri)?;
     if !ctx.allow.allows(&source) {
@@ -254,7 +257,7 @@ async fn process(ctx: &Ctx, stage: &Stage, task: &TaskMsg) -> Result<&'static st
                     text: text.to_string(),
                 }),
             };
-            let id = format!("{}:{modality}", task.job_id);
+            let id = format!("{}:{modality}:{seq}", task.job_id);
             ctx.bus
                 .publish(ctx.bus.task_subject(modality), &id, &next)
                 .await?;
@@ -276,7 +279,7 @@ async fn process(ctx: &Ctx, stage: &Stage, task: &TaskMsg) -> Result<&'static st
             Some(&input.hash),
         )
         .await?;
-    publish_result(ctx, task, true).await?;
+    publish_result(ctx, task, true, seq).await?;
     Ok(if reused { "reused" } else { "ok" })
 }
 
@@ -341,6 +344,7 @@ async fn process_derived(
     stage: &Stage,
     task: &TaskMsg,
     derived: &DerivedText,
+    seq: u64,
 ) -> Result<&'static str, DistError> {
     let wanted = stage.revisions();
     // The embedding of derived text is keyed by the content it came from, with its source in
@@ -378,6 +382,6 @@ async fn process_derived(
             None,
         )
         .await?;
-    publish_result(ctx, task, true).await?;
+    publish_result(ctx, task, true, seq).await?;
     Ok(if reused { "reused" } else { "ok" })
 }
