@@ -79,6 +79,9 @@ impl Pg {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(std::time::Duration::from_secs(10))
+            // No ping before every query (a round trip each); a broken connection fails its
+            // query, which is retried like any transient error.
+            .test_before_acquire(false)
             .connect(url)
             .await?;
         Ok(Pg { pool })
