@@ -10,7 +10,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-pub use crate::dist_config::{DistributedConfig, FusionConfig, ModerationConfig};
+pub use crate::dist_config::{ClipConfig, DistributedConfig, FusionConfig, ModerationConfig};
 
 /// The default config file looked up relative to the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "config/mediasift.toml";
@@ -33,6 +33,7 @@ pub struct RawConfig {
     pub distributed: DistributedConfig,
     pub moderation: ModerationConfig,
     pub fusion: FusionConfig,
+    pub clip: ClipConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +83,9 @@ pub struct AnalyzersConfig {
     pub nsfw: bool,
     /// Whisper transcripts of audio files and video soundtracks.
     pub transcript: bool,
+    /// CLIP image embedding and zero-shot labels (skipped, with one warning, when the CLIP
+    /// model is not installed).
+    pub clip: bool,
 }
 
 /// Where model weights come from.
@@ -225,6 +229,7 @@ impl Default for AnalyzersConfig {
             tags: true,
             nsfw: true,
             transcript: true,
+            clip: true,
         }
     }
 }
@@ -465,6 +470,13 @@ impl RawConfig {
                 reason: "fusion weights must be finite and >= 0",
             });
         }
+        if !self.clip.prompt.contains("{}") {
+            return Err(ConfigError::Invalid {
+                key: "clip.prompt",
+                value: self.clip.prompt.clone(),
+                reason: "must contain {} where the label goes",
+            });
+        }
         let decode_tasks = match self.pipeline.decode_tasks {
             0 => std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -522,6 +534,9 @@ impl Config {
     }
     pub fn fusion(&self) -> &FusionConfig {
         &self.raw.fusion
+    }
+    pub fn clip(&self) -> &ClipConfig {
+        &self.raw.clip
     }
     pub fn batching(&self) -> &BatchingConfig {
         &self.raw.batching

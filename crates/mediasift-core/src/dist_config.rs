@@ -114,3 +114,42 @@ impl Default for FusionConfig {
         }
     }
 }
+
+/// CLIP: which model, and the labels of zero-shot classification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClipConfig {
+    /// A model id (`models_dir/<id>` or `models.paths`): any Hugging Face CLIP checkpoint
+    /// folder (config.json, model.safetensors, tokenizer.json).
+    pub model: String,
+    /// Zero-shot labels; each image gets a probability per label.
+    pub labels: Vec<String>,
+    /// The text each label is embedded as; `{}` is the label.
+    pub prompt: String,
+}
+
+impl Default for ClipConfig {
+    fn default() -> Self {
+        ClipConfig {
+            model: "clip-vit-base-patch32".into(),
+            labels: [
+                "person",
+                "animal",
+                "food",
+                "vehicle",
+                "building",
+                "landscape",
+                "document",
+                "screenshot",
+                "weapon",
+                "nudity",
+                "violence",
+                "drugs",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            prompt: "a photo of {}".into(),
+        }
+    }
+}

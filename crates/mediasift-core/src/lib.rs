@@ -17,9 +17,10 @@ mod kind;
 mod record;
 
 pub use config::{
-    AnalyzersConfig, BatchingConfig, Config, ConfigError, DistributedConfig, DuplicatesConfig,
-    FusionConfig, IntakeConfig, ModelsConfig, ModerationConfig, OcrConfig, OcrMode, PipelineConfig,
-    RawConfig, StoreConfig, TextEmbeddingConfig, TranscriptionConfig, VideoConfig,
+    AnalyzersConfig, BatchingConfig, ClipConfig, Config, ConfigError, DistributedConfig,
+    DuplicatesConfig, FusionConfig, IntakeConfig, ModelsConfig, ModerationConfig, OcrConfig,
+    OcrMode, PipelineConfig, RawConfig, StoreConfig, TextEmbeddingConfig, TranscriptionConfig,
+    VideoConfig,
 };
 pub use error::{ErrorKind, MediaError};
 pub use kind::MediaKind;

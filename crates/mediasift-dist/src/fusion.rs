@@ -24,6 +24,8 @@ pub const STAGE: &str = "fusion";
 pub const FUSION_VERSION: &str = "1";
 /// Tags at or above this score become record labels.
 const LABEL_MIN_SCORE: f64 = 0.1;
+/// Zero-shot labels at or above this probability become record labels.
+const CLIP_LABEL_MIN_PROB: f64 = 0.3;
 
 pub async fn run(ctx: Ctx, shutdown: Shutdown) -> Result<(), DistError> {
     let consumer = ctx
@@ -168,7 +170,7 @@ async fn build(
             texts.push((source, t));
         }
     }
-    let labels: Vec<&str> = get("tags")
+    let mut labels: Vec<&str> = get("tags")
         .and_then(Value::as_array)
         .map(|tags| {
             tags.iter()
@@ -177,6 +179,19 @@ async fn build(
                 .collect()
         })
         .unwrap_or_default();
+    // CLIP zero-shot labels (the configured policy labels) join the ImageNet tags.
+    for l in get("clip")
+        .and_then(|c| c["labels"].as_array())
+        .into_iter()
+        .flatten()
+    {
+        if l["prob"].as_f64().unwrap_or(0.0) >= CLIP_LABEL_MIN_PROB
+            && let Some(label) = l["label"].as_str()
+            && !labels.contains(&label)
+        {
+            labels.push(label);
+        }
+    }
     let languages: Vec<String> = get("transcript")
         .and_then(|t| t["language"].as_str())
         .map(|l| vec![l.to_string()])
@@ -200,10 +215,12 @@ async fn build(
     .into_iter()
     .find_map(get);
     let text = load_row0(ctx, text_key).await?;
+    let clip = load_row0(ctx, get("clip")).await?;
     let f = ctx.cfg.fusion();
     let fused = fuse_vectors(&[
         (image.as_deref(), f.image_weight),
         (text.as_deref(), f.text_weight),
+        (clip.as_deref(), f.clip_weight),
     ]);
     let fused_key = match &fused {
         Some(v) => {
@@ -238,7 +255,7 @@ async fn build(
         "fused_embedding": fused_key.as_ref().map(|k| json!({
             "key": k,
             "dims": fused.as_ref().map_or(0, Vec::len),
-            "parts": { "image": image.is_some(), "text": text.is_some() },
+            "parts": { "image": image.is_some(), "text": text.is_some(), "clip": clip.is_some() },
         })),
         "analyses": outputs,
         "fusion_version": FUSION_VERSION,
@@ -255,7 +272,7 @@ async fn build(
         fused_key,
         image_embedding: image.filter(|v| v.len() == 1280),
         text_embedding: text.filter(|v| v.len() == 384),
-        clip_embedding: None,
+        clip_embedding: clip.filter(|v| v.len() == 512),
     })
 }
 

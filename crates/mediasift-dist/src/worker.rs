@@ -59,6 +59,7 @@ impl Modality {
         a.thumbnail &= vision;
         a.tags &= vision;
         a.nsfw &= vision;
+        a.clip &= vision;
         a.loudness &= audio;
         a.transcript &= audio;
         a.text_embedding &= text;

