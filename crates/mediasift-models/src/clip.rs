@@ -102,6 +102,16 @@ impl Default for HfVisionConfig {
 }
 
 impl HfClipConfig {
+    /// `openai/clip-vit-base-patch32`.
+    pub fn vit_base_patch32() -> HfClipConfig {
+        HfClipConfig {
+            projection_dim: default_projection(),
+            logit_scale_init_value: default_logit_scale(),
+            text_config: HfTextConfig::default(),
+            vision_config: HfVisionConfig::default(),
+        }
+    }
+
     pub fn to_candle(&self, id: &str) -> Result<ClipConfig, ModelError> {
         for act in [&self.text_config.hidden_act, &self.vision_config.hidden_act] {
             if act != "quick_gelu" {
@@ -298,14 +308,38 @@ pub fn preprocess(rgb: &image::RgbImage, size: u32) -> Vec<f32> {
     out
 }
 
-/// Writes a small random-weight CLIP checkpoint (`config.json`, `model.safetensors`,
-/// `tokenizer.json` with a word-level vocabulary of `words`) to `dir`, in the Hugging Face
-/// layout: the real loading, preprocessing and inference path runs on it.
-pub fn write_random_checkpoint(dir: &Path, words: &[&str]) -> Result<(), ModelError> {
-    let id = "random-clip";
-    std::fs::create_dir_all(dir).map_err(|e| ModelError::load(id, e))?;
-    // Vocabulary: <unk>, the words, then <|startoftext|> and <|endoftext|> (the highest id:
-    // CLIP's text pooling reads the position of the largest id).
+impl Clip {
+    /// A model of `config`'s architecture with random weights and a word-level tokenizer of
+    /// `words`: for benchmarks of the real architecture where its weights are not available.
+    pub fn with_random_weights(config: &HfClipConfig, words: &[&str]) -> Result<Clip, ModelError> {
+        let id = "random-clip";
+        let candle = config.to_candle(id)?;
+        let varmap = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = ClipModel::new(vb, &candle).map_err(|e| ModelError::load(id, e))?;
+        let tokenizer = Tokenizer::from_bytes(random_tokenizer_json(words).to_string())
+            .map_err(|e| ModelError::load(id, e))?;
+        Ok(Clip {
+            model,
+            tokenizer,
+            image_size: candle.image_size,
+            max_tokens: candle.text_config.max_position_embeddings,
+            scale: config.logit_scale_init_value.exp(),
+            dims: config.projection_dim,
+            device: Device::Cpu,
+            provenance: Provenance {
+                id: id.into(),
+                sha256: String::new(),
+                dtype: "f32".into(),
+                device: "cpu".into(),
+            },
+        })
+    }
+}
+
+/// A word-level `tokenizer.json`: <unk>, the words, then <|startoftext|> and <|endoftext|>
+/// (the highest id: CLIP's text pooling reads the position of the largest id).
+fn random_tokenizer_json(words: &[&str]) -> serde_json::Value {
     let mut vocab = serde_json::Map::new();
     vocab.insert("<unk>".into(), 0.into());
     for (i, w) in words.iter().enumerate() {
@@ -318,7 +352,7 @@ pub fn write_random_checkpoint(dir: &Path, words: &[&str]) -> Result<(), ModelEr
         serde_json::json!({ "id": id, "content": token, "single_word": false, "lstrip": false,
             "rstrip": false, "normalized": false, "special": true })
     };
-    let tokenizer = serde_json::json!({
+    serde_json::json!({
         "version": "1.0",
         "truncation": null,
         "padding": null,
@@ -343,14 +377,24 @@ pub fn write_random_checkpoint(dir: &Path, words: &[&str]) -> Result<(), ModelEr
         },
         "decoder": null,
         "model": { "type": "WordLevel", "vocab": vocab, "unk_token": "<unk>" }
-    });
+    })
+}
+
+/// Writes a small random-weight CLIP checkpoint (`config.json`, `model.safetensors`,
+/// `tokenizer.json` with a word-level vocabulary of `words`) to `dir`, in the Hugging Face
+/// layout: the real loading, preprocessing and inference path runs on it.
+pub fn write_random_checkpoint(dir: &Path, words: &[&str]) -> Result<(), ModelError> {
+    let id = "random-clip";
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::load(id, e))?;
+    let tokenizer = random_tokenizer_json(words);
+    let vocab_size = words.len() + 3;
     let config = serde_json::json!({
         "architectures": ["CLIPModel"],
         "model_type": "clip",
         "projection_dim": 32,
         "logit_scale_init_value": 2.6592,
         "text_config": {
-            "vocab_size": eos + 1, "hidden_size": 48, "intermediate_size": 96,
+            "vocab_size": vocab_size, "hidden_size": 48, "intermediate_size": 96,
             "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 16,
             "hidden_act": "quick_gelu"
         },

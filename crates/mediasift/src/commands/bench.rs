@@ -12,6 +12,8 @@ use crate::cli::{BenchArgs, GlobalArgs};
 use crate::context;
 
 const SIDE: usize = 224;
+/// FLOP per 224×224 image through CLIP ViT-B/32's vision tower and projection.
+const CLIP_B32_GFLOP: f64 = 8.8;
 
 pub fn vision(g: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
     let cfg = context::load_config(g)?;
@@ -82,6 +84,33 @@ pub fn vision(g: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
             format!(
                 "{gflops:.1} GFLOP/s = {:.0}% of peak",
                 100.0 * gflops / peak
+            ),
+        ]);
+    }
+
+    // CLIP ViT-B/32: the real architecture with random weights (no registry has the weights;
+    // throughput does not depend on their values). About 4.4 G multiply-adds per image.
+    let clip = mediasift_models::Clip::with_random_weights(
+        &mediasift_models::clip::HfClipConfig::vit_base_patch32(),
+        &["a", "photo"],
+    )?;
+    for &b in &batches {
+        let inputs = random_inputs(b);
+        let started = Instant::now();
+        clip.embed_images(&inputs[..1])?;
+        let latency = started.elapsed();
+        let ours = per_second(secs, b, || clip.embed_images(&inputs).map(|_| ()))?;
+        let gflops = ours * CLIP_B32_GFLOP;
+        t.add_row([
+            "clip-vit-base-patch32 (random weights)".into(),
+            b.to_string(),
+            format!("{ours:.1} img/s"),
+            String::new(),
+            String::new(),
+            format!(
+                "{gflops:.1} GFLOP/s = {:.0}% of peak; batch-1 latency {:.0} ms",
+                100.0 * gflops / peak,
+                latency.as_secs_f64() * 1e3
             ),
         ]);
     }
