@@ -33,6 +33,7 @@ async fn s3_archive_gets_a_record_per_good_file_and_dead_letters_per_bad_one() {
         ("images/photo_02.jpg", "cat.jpg"),
         ("images/photo_03.webp", "coffee.webp"),
         ("audio/speech_01.wav", "speech.wav"),
+        ("audio/speech_05.m4a", "voice.m4a"),
         ("text/doc_01.txt", "udhr.txt"),
         ("text/ocr_01.png", "invoice.png"),
         ("video/video_01.mp4", "parrot.mp4"),
@@ -71,8 +72,8 @@ async fn s3_archive_gets_a_record_per_good_file_and_dead_letters_per_bad_one() {
     let source = format!("s3://{bucket}/{prefix}");
     let (batch, report) = c.enqueue(&source, None);
     assert_eq!(batch.len(), 16, "batch id printed: {batch:?}");
-    assert!(report.contains("9 published"), "{report}");
-    c.wait_settled(9, SETTLE).await;
+    assert!(report.contains("10 published"), "{report}");
+    c.wait_settled(10, SETTLE).await;
 
     // A record for every good file, none for the bad ones.
     let rows = sqlx::query(
@@ -88,7 +89,7 @@ async fn s3_archive_gets_a_record_per_good_file_and_dead_letters_per_bad_one() {
             .find(|r| r.get::<String, _>(0).ends_with(&format!("/{name}")))
             .unwrap_or_else(|| panic!("no record for {name}\n{}", c.logs()))
     };
-    assert_eq!(rows.len(), 6, "{}", c.logs());
+    assert_eq!(rows.len(), 7, "{}", c.logs());
     for r in &rows {
         let decision: String = r.get(2);
         assert!(["allow", "review", "block"].contains(&decision.as_str()));
@@ -118,6 +119,10 @@ async fn s3_archive_gets_a_record_per_good_file_and_dead_letters_per_bad_one() {
         speech.get::<bool, _>(8),
         "transcript embedded by the text worker"
     );
+    // An M4A is sniffed as MP4 (a video container); the record has the kind the decoder found.
+    let voice = by_name("voice.m4a");
+    assert_eq!(voice.get::<Option<String>, _>(1).as_deref(), Some("audio"));
+    assert!(!voice.get::<String, _>(3).is_empty(), "transcribed");
     let doc = by_name("udhr.txt");
     assert!(doc.get::<bool, _>(8), "document embedded");
     let invoice = by_name("invoice.png");
@@ -213,7 +218,7 @@ async fn s3_archive_gets_a_record_per_good_file_and_dead_letters_per_bad_one() {
     let (again, report) = c.enqueue(&source, None);
     assert_eq!(again, batch);
     assert!(
-        report.contains("0 published") && report.contains("9 already known"),
+        report.contains("0 published") && report.contains("10 already known"),
         "{report}"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -227,7 +232,7 @@ async fn s3_archive_gets_a_record_per_good_file_and_dead_letters_per_bad_one() {
     )])
     .await;
     c.enqueue(&format!("s3://{bucket}/{}/more", c.name), Some("copies"));
-    c.wait_settled(10, SETTLE).await;
+    c.wait_settled(11, SETTLE).await;
     let reused: bool = sqlx::query_scalar(
         "SELECT m.reused FROM modality_results m JOIN jobs j ON j.id = m.job_id
          WHERE j.source_uri LIKE '%/cat-copy.jpg' AND m.modality = 'vision'",
@@ -265,7 +270,7 @@ async fn s3_archive_gets_a_record_per_good_file_and_dead_letters_per_bad_one() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert_eq!(c.count("SELECT count(*) FROM records").await, 7);
+    assert_eq!(c.count("SELECT count(*) FROM records").await, 8);
     assert!(
         c.terminate("dispatcher").success(),
         "{}",

@@ -160,6 +160,12 @@ async fn build(
     }
     let outputs: BTreeMap<String, Value> =
         ctx.pg.analyses(&hash, &pairs).await?.into_iter().collect();
+    // The decoders' kind beats the dispatcher's sniff (an M4A is audio in an MP4 container).
+    let kind = ok
+        .iter()
+        .find_map(|r| r.facts["kind"].as_str())
+        .map(str::to_string)
+        .or_else(|| job.kind.clone());
     let get = |name: &str| outputs.get(name);
 
     let mut texts: Vec<(&str, &str)> = Vec::new();
@@ -243,7 +249,7 @@ async fn build(
         "batch_id": job.batch_id,
         "source_uri": job.source_uri,
         "content_hash": job.content_hash,
-        "kind": job.kind,
+        "kind": kind,
         "decision": decision.as_str(),
         "reasons": reasons,
         "partial": !missing.is_empty(),
@@ -261,6 +267,7 @@ async fn build(
         "fusion_version": FUSION_VERSION,
     });
     Ok(RecordWrite {
+        kind,
         decision: decision.as_str().to_string(),
         reasons: json!(reasons),
         partial: !missing.is_empty(),

@@ -215,6 +215,13 @@ impl Objects {
                 let prefix = (!key.is_empty()).then(|| ObjectPath::from(key.as_str()));
                 Ok(store
                     .list(prefix.as_ref())
+                    // "Folder" marker objects are not inputs.
+                    .filter(|meta| {
+                        futures::future::ready(
+                            meta.as_ref()
+                                .map_or(true, |m| !m.location.as_ref().ends_with('/')),
+                        )
+                    })
                     .map(move |meta| {
                         let meta = meta?;
                         Ok(Listed {

@@ -52,6 +52,8 @@ pub struct AnalysisWrite {
 /// A fused record to upsert.
 #[derive(Debug, Clone)]
 pub struct RecordWrite {
+    /// The kind the decoders found (an M4A sniffed as MP4 is audio, not video).
+    pub kind: Option<String>,
     pub decision: String,
     pub reasons: Value,
     pub partial: bool,
@@ -413,7 +415,7 @@ impl Pg {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
                  $15::text::vector, $16::text::vector, $17::text::vector)
              ON CONFLICT (job_id) DO UPDATE SET decision = EXCLUDED.decision,
-                 reasons = EXCLUDED.reasons, partial = EXCLUDED.partial,
+                 kind = EXCLUDED.kind, reasons = EXCLUDED.reasons, partial = EXCLUDED.partial,
                  missing = EXCLUDED.missing, text = EXCLUDED.text,
                  languages = EXCLUDED.languages, labels = EXCLUDED.labels,
                  record = EXCLUDED.record, fused_key = EXCLUDED.fused_key,
@@ -425,7 +427,7 @@ impl Pg {
         .bind(&job.batch_id)
         .bind(&job.source_uri)
         .bind(&job.content_hash)
-        .bind(&job.kind)
+        .bind(r.kind.as_ref().or(job.kind.as_ref()))
         .bind(&r.decision)
         .bind(&r.reasons)
         .bind(r.partial)
