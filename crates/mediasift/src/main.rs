@@ -1,6 +1,7 @@
 //! `mediasift`: analyse media archives into searchable, moderated records. This binary only
 //! parses arguments, calls the library crates and formats their results.
 
+mod alloc;
 mod cli;
 mod commands;
 mod context;
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    alloc::keep_freed_memory();
     let cli = cli::Cli::parse();
     context::init_logging(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
