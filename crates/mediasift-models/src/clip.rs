@@ -288,24 +288,13 @@ fn normalized_rows(t: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
 /// `CLIPImageProcessor`'s steps: shortest side to `size` (bicubic), center crop `size`²,
 /// scale to 0..1, normalise with CLIP's mean and std; CHW.
 pub fn preprocess(rgb: &image::RgbImage, size: u32) -> Vec<f32> {
-    let (w, h) = rgb.dimensions();
-    let scale = f64::from(size) / f64::from(w.min(h).max(1));
-    let (nw, nh) = (
-        ((f64::from(w) * scale).round() as u32).max(size),
-        ((f64::from(h) * scale).round() as u32).max(size),
+    let crop = crate::imageprep::resize_center_crop(
+        rgb,
+        size,
+        size,
+        image::imageops::FilterType::CatmullRom,
     );
-    let resized = image::imageops::resize(rgb, nw, nh, image::imageops::FilterType::CatmullRom);
-    let (x0, y0) = ((nw - size) / 2, (nh - size) / 2);
-    let crop = image::imageops::crop_imm(&resized, x0, y0, size, size).to_image();
-    let side = size as usize;
-    let mut out = vec![0f32; 3 * side * side];
-    for (x, y, p) in crop.enumerate_pixels() {
-        for c in 0..3 {
-            out[c * side * side + y as usize * side + x as usize] =
-                (f32::from(p[c]) / 255.0 - MEAN[c]) / STD[c];
-        }
-    }
-    out
+    crate::imageprep::normalize_chw(&crop, MEAN, STD)
 }
 
 impl Clip {

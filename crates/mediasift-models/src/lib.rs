@@ -20,6 +20,7 @@ mod conv;
 mod device;
 mod error;
 mod fetch;
+mod imageprep;
 pub mod mobilenet;
 pub mod nsfw;
 mod ocr;

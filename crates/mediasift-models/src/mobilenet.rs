@@ -294,28 +294,17 @@ pub fn preprocess(rgb: &image::RgbImage) -> Vec<f32> {
 
 /// The 224×224 crop torchvision's eval transform takes.
 pub fn center_crop(rgb: &image::RgbImage) -> image::RgbImage {
-    let (w, h) = rgb.dimensions();
-    let scale = 256.0 / f64::from(w.min(h).max(1));
-    let (nw, nh) = (
-        ((f64::from(w) * scale).round() as u32).max(INPUT_SIZE),
-        ((f64::from(h) * scale).round() as u32).max(INPUT_SIZE),
-    );
-    let resized = image::imageops::resize(rgb, nw, nh, image::imageops::FilterType::Triangle);
-    let (x, y) = ((nw - INPUT_SIZE) / 2, (nh - INPUT_SIZE) / 2);
-    image::imageops::crop_imm(&resized, x, y, INPUT_SIZE, INPUT_SIZE).to_image()
+    crate::imageprep::resize_center_crop(
+        rgb,
+        256,
+        INPUT_SIZE,
+        image::imageops::FilterType::Triangle,
+    )
 }
 
 /// A 224×224 RGB crop to the normalised CHW input.
 pub fn normalise(crop: &image::RgbImage) -> Vec<f32> {
-    let side = INPUT_SIZE as usize;
-    let mut out = vec![0f32; 3 * side * side];
-    for (x, y, p) in crop.enumerate_pixels() {
-        for c in 0..3 {
-            out[c * side * side + y as usize * side + x as usize] =
-                (f32::from(p[c]) / 255.0 - MEAN[c]) / STD[c];
-        }
-    }
-    out
+    crate::imageprep::normalize_chw(crop, MEAN, STD)
 }
 
 fn load_classes(path: &std::path::Path) -> Result<Vec<String>, String> {
