@@ -448,3 +448,56 @@ async fn wait_for_port(port: u16) {
     }
     panic!("nothing listens on {port}");
 }
+
+/// SIGTERM to a worker in the middle of a task: it pulls nothing more, finishes and
+/// acknowledges the task in hand, exits 0; another worker takes the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_the_task_in_hand_and_exits() {
+    let nats = var("MEDIASIFT_TEST_NATS_URL");
+    let media = speech_dir();
+    let root = media.path().canonicalize().unwrap();
+    let extra = format!(
+        "allowed_roots = [\"{}\"]\nack_wait_secs = 30",
+        root.display()
+    );
+    let mut c = Cluster::new("sigterm", &nats, &extra).await;
+    c.spawn("dispatcher", &["dispatcher"]);
+    c.spawn("fusion", &["fusion"]);
+    c.spawn("text", &["worker", "--modality", "text"]);
+    c.spawn(
+        "audio-a",
+        &["worker", "--modality", "audio", "--concurrency", "1"],
+    );
+    c.enqueue(root.to_str().unwrap(), None);
+    c.wait_count(
+        "SELECT count(*) FROM modality_results WHERE modality = 'audio'",
+        1,
+        SETTLE,
+    )
+    .await;
+    let status = c.terminate("audio-a");
+    assert!(status.success(), "{status}\n{}", c.log("audio-a"));
+    let log = c.log("audio-a");
+    assert!(log.contains("Finishing tasks in flight"), "{log}");
+    let done_by_a = c
+        .count("SELECT count(*) FROM modality_results WHERE modality = 'audio'")
+        .await;
+    // The task in hand was finished, not dropped: with ack_wait at 30 s, a dropped task would
+    // keep the run open far longer than it takes worker B to do the rest.
+    c.spawn(
+        "audio-b",
+        &["worker", "--modality", "audio", "--concurrency", "1"],
+    );
+    let start = std::time::Instant::now();
+    c.wait_settled(5, SETTLE).await;
+    assert!(
+        start.elapsed() < Duration::from_secs(25),
+        "a task waited for redelivery: {:?}",
+        start.elapsed()
+    );
+    assert!(
+        done_by_a >= 2,
+        "A finished the task it held when told to stop"
+    );
+    assert_eq!(c.count("SELECT count(*) FROM records").await, 5);
+}
