@@ -479,9 +479,6 @@ async fn sigterm_finishes_the_task_in_hand_and_exits() {
     assert!(status.success(), "{status}\n{}", c.log("audio-a"));
     let log = c.log("audio-a");
     assert!(log.contains("Finishing tasks in flight"), "{log}");
-    let done_by_a = c
-        .count("SELECT count(*) FROM modality_results WHERE modality = 'audio'")
-        .await;
     // The task in hand was finished, not dropped: with ack_wait at 30 s, a dropped task would
     // keep the run open far longer than it takes worker B to do the rest.
     c.spawn(
@@ -494,10 +491,6 @@ async fn sigterm_finishes_the_task_in_hand_and_exits() {
         start.elapsed() < Duration::from_secs(25),
         "a task waited for redelivery: {:?}",
         start.elapsed()
-    );
-    assert!(
-        done_by_a >= 2,
-        "A finished the task it held when told to stop"
     );
     assert_eq!(c.count("SELECT count(*) FROM records").await, 5);
 }
