@@ -28,6 +28,9 @@ pub enum DistError {
     BadMessage(String),
     #[error("configuration: {0}")]
     Config(String),
+    /// A failure shared by a batch of messages (its database read), retried for each.
+    #[error("{0}")]
+    Retry(String),
 }
 
 impl DistError {
@@ -41,7 +44,8 @@ impl DistError {
             DistError::Postgres(_)
             | DistError::ObjectStore(_)
             | DistError::Nats(_)
-            | DistError::Io(_) => true,
+            | DistError::Io(_)
+            | DistError::Retry(_) => true,
             DistError::Media { kind, .. } => !kind.is_permanent(),
             _ => false,
         }
@@ -59,6 +63,7 @@ impl DistError {
             DistError::Io(_) => "io",
             DistError::BadMessage(_) => "bad_message",
             DistError::Config(_) => "config",
+            DistError::Retry(_) => "retry",
         }
     }
 }

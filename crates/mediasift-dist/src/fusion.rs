@@ -3,7 +3,7 @@
 //! all text, languages, labels, a fused embedding and, for video, a timeline aligning frame
 //! labels with transcript segments. A late result rewrites the record.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -47,19 +47,41 @@ pub async fn run(ctx: Ctx, shutdown: Shutdown) -> Result<(), DistError> {
             b = fetch(&consumer, 256, Duration::from_secs(1)) => b,
             _ = shutdown.wait() => break,
         };
-        futures::stream::iter(batch)
-            .for_each_concurrent(16, |msg| {
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let parsed: Vec<(async_nats::jetstream::Message, Option<String>)> = batch
+            .into_iter()
+            .map(|m| {
+                let id = serde_json::from_slice::<ResultMsg>(&m.payload)
+                    .ok()
+                    .map(|r| r.job_id);
+                (m, id)
+            })
+            .collect();
+        let mut ids: Vec<String> = parsed.iter().filter_map(|(_, id)| id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let mut fused = fuse_many(&ctx, &ids, false)
+            .await
+            .map_err(|e| e.to_string());
+        // One outcome per job; a second result of the same job in this batch was covered by it.
+        let settled: Vec<_> = parsed
+            .into_iter()
+            .map(|(msg, id)| {
+                let outcome = match (&id, &mut fused) {
+                    (None, _) => Err(DistError::BadMessage("not a result message".into())),
+                    (Some(_), Err(e)) => Err(DistError::Retry(e.clone())),
+                    (Some(id), Ok(map)) => map.remove(id).unwrap_or(Ok("ok")),
+                };
+                (msg, id.unwrap_or_default(), outcome)
+            })
+            .collect();
+        futures::stream::iter(settled)
+            .for_each_concurrent(64, |(msg, job, outcome)| {
                 let ctx = ctx.clone();
                 async move {
-                    let started = Instant::now();
-                    let outcome = match serde_json::from_slice::<ResultMsg>(&msg.payload) {
-                        Ok(r) => fuse(&ctx, &r.job_id, false).await.map(|o| (o, r.job_id)),
-                        Err(e) => Err(DistError::BadMessage(e.to_string())),
-                    };
-                    let (outcome, job) = match outcome {
-                        Ok((o, job)) => (Ok(o), job),
-                        Err(e) => (Err(e), String::new()),
-                    };
                     settle(&ctx, STAGE, &msg, started, outcome, &job, "").await;
                 }
             })
@@ -92,48 +114,124 @@ async fn sweep(ctx: Ctx, shutdown: Shutdown) {
 /// Writes the record of `job_id` if its results are complete (or `force`). Returns the outcome
 /// label for metrics.
 pub async fn fuse(ctx: &Ctx, job_id: &str, force: bool) -> Result<&'static str, DistError> {
-    let Some((job, results)) = ctx.pg.job_with_results(job_id).await? else {
-        return Err(DistError::BadMessage(format!("unknown job {job_id}")));
-    };
-    if job.status == "rejected" || job.expected.is_empty() {
-        return Ok("skipped");
-    }
-    let reported: HashSet<&str> = results.iter().map(|r| r.modality.as_str()).collect();
-    let mut missing: Vec<String> = job
-        .expected
-        .iter()
-        .filter(|m| !reported.contains(m.as_str()))
-        .cloned()
-        .collect();
-    if !missing.is_empty() && !force {
-        return Ok("waiting");
-    }
-    let ok: Vec<_> = results.iter().filter(|r| r.ok).collect();
-    if ok.is_empty() {
-        // Nothing usable: the job failed, for the reasons its modalities gave.
-        let why: Vec<String> = results
+    let mut out = fuse_many(ctx, &[job_id.to_string()], force).await?;
+    out.remove(job_id)
+        .unwrap_or_else(|| Err(DistError::BadMessage(format!("unknown job {job_id}"))))
+}
+
+/// A job whose record can be written now.
+struct Ready {
+    job: Job,
+    results: Vec<crate::pg::ModalityResult>,
+    missing: Vec<String>,
+}
+
+/// [`fuse`] for a batch of jobs: one read of the jobs with their results and one of their
+/// analyses for the whole batch; records are then built and written concurrently. An error of
+/// the batch reads is returned as a whole; per-job outcomes are in the map.
+pub async fn fuse_many(
+    ctx: &Ctx,
+    ids: &[String],
+    force: bool,
+) -> Result<HashMap<String, Result<&'static str, DistError>>, DistError> {
+    let mut out: HashMap<String, Result<&'static str, DistError>> = HashMap::new();
+    let mut ready = Vec::new();
+    for (job, results) in ctx.pg.jobs_with_results(ids).await? {
+        if job.status == "rejected" || job.expected.is_empty() {
+            out.insert(job.id.clone(), Ok("skipped"));
+            continue;
+        }
+        let reported: HashSet<&str> = results.iter().map(|r| r.modality.as_str()).collect();
+        let missing: Vec<String> = job
+            .expected
             .iter()
-            .map(|r| {
-                format!(
-                    "{}: {}",
-                    r.modality,
-                    r.error.as_deref().unwrap_or("no result")
-                )
-            })
-            .chain(missing.iter().map(|m| format!("{m}: timed out")))
+            .filter(|m| !reported.contains(m.as_str()))
+            .cloned()
             .collect();
-        let kind = results
-            .iter()
-            .find_map(|r| r.error_kind.clone())
-            .unwrap_or_else(|| "timeout".into());
-        ctx.pg
-            .mark_failed(job_id, "failed", &kind, &why.join("; "))
-            .await?;
-        return Ok("failed");
+        if !missing.is_empty() && !force {
+            out.insert(job.id.clone(), Ok("waiting"));
+            continue;
+        }
+        if !results.iter().any(|r| r.ok) {
+            // Nothing usable: the job failed, for the reasons its modalities gave.
+            let why: Vec<String> = results
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}: {}",
+                        r.modality,
+                        r.error.as_deref().unwrap_or("no result")
+                    )
+                })
+                .chain(missing.iter().map(|m| format!("{m}: timed out")))
+                .collect();
+            let kind = results
+                .iter()
+                .find_map(|r| r.error_kind.clone())
+                .unwrap_or_else(|| "timeout".into());
+            let done = ctx
+                .pg
+                .mark_failed(&job.id, "failed", &kind, &why.join("; "))
+                .await
+                .map(|()| "failed");
+            out.insert(job.id.clone(), done);
+            continue;
+        }
+        ready.push(Ready {
+            job,
+            results,
+            missing,
+        });
     }
-    missing.extend(results.iter().filter(|r| !r.ok).map(|r| r.modality.clone()));
-    let record = build(ctx, &job, &ok, missing).await?;
-    ctx.pg.upsert_record(&job, &record).await?;
+    let hashes: Vec<String> = ready
+        .iter()
+        .filter_map(|r| r.job.content_hash.clone())
+        .collect();
+    let mut stored: HashMap<String, Vec<(String, String, Value)>> = HashMap::new();
+    if !hashes.is_empty() {
+        for (hash, analyzer, revision, output) in ctx.pg.analyses_of(&hashes).await? {
+            stored
+                .entry(hash)
+                .or_default()
+                .push((analyzer, revision, output));
+        }
+    }
+    let written: Vec<(String, Result<&'static str, DistError>)> = futures::stream::iter(ready)
+        .map(|r| {
+            let rows = r
+                .job
+                .content_hash
+                .as_ref()
+                .and_then(|h| stored.get(h))
+                .map_or(&[][..], Vec::as_slice);
+            async move {
+                let id = r.job.id.clone();
+                (id, write(ctx, r, rows).await)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    out.extend(written);
+    Ok(out)
+}
+
+async fn write(
+    ctx: &Ctx,
+    r: Ready,
+    stored: &[(String, String, Value)],
+) -> Result<&'static str, DistError> {
+    let ok: Vec<_> = r.results.iter().filter(|m| m.ok).collect();
+    let mut missing = r.missing;
+    missing.extend(
+        r.results
+            .iter()
+            .filter(|m| !m.ok)
+            .map(|m| m.modality.clone()),
+    );
+    let outputs = select_outputs(&ok, stored);
+    let record = build(ctx, &r.job, &ok, missing, outputs).await?;
+    ctx.pg.upsert_record(&r.job, &record).await?;
     ctx.metrics
         .records
         .with_label_values(&[record.decision.as_str()])
@@ -141,25 +239,43 @@ pub async fn fuse(ctx: &Ctx, job_id: &str, force: bool) -> Result<&'static str, 
     Ok(if record.partial { "partial" } else { "ok" })
 }
 
+/// The stored outputs the modality results stand for: their (analyzer, revision) pairs, plus
+/// the companion outputs of the same model runs (same revision, a model revision with `@`,
+/// under another name: the image embedding that comes with the tags).
+fn select_outputs(
+    ok: &[&crate::pg::ModalityResult],
+    stored: &[(String, String, Value)],
+) -> BTreeMap<String, Value> {
+    let mut pairs: HashSet<(&str, &str)> = HashSet::new();
+    for r in ok {
+        for p in r.analyses.as_array().into_iter().flatten() {
+            if let (Some(n), Some(v)) = (p[0].as_str(), p[1].as_str()) {
+                pairs.insert((n, v));
+            }
+        }
+    }
+    let names: HashSet<&str> = pairs.iter().map(|p| p.0).collect();
+    let revisions: HashSet<&str> = pairs.iter().map(|p| p.1).collect();
+    stored
+        .iter()
+        .filter(|(a, r, _)| {
+            pairs.contains(&(a.as_str(), r.as_str()))
+                || (revisions.contains(r.as_str())
+                    && !names.contains(a.as_str())
+                    && r.contains('@'))
+        })
+        .map(|(a, _, v)| (a.clone(), v.clone()))
+        .collect()
+}
+
 async fn build(
     ctx: &Ctx,
     job: &Job,
     ok: &[&crate::pg::ModalityResult],
     missing: Vec<String>,
+    outputs: BTreeMap<String, Value>,
 ) -> Result<RecordWrite, DistError> {
     let hash = job.content_hash.clone().unwrap_or_default();
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    for r in ok {
-        if let Some(list) = r.analyses.as_array() {
-            for p in list {
-                if let (Some(n), Some(v)) = (p[0].as_str(), p[1].as_str()) {
-                    pairs.push((n.to_string(), v.to_string()));
-                }
-            }
-        }
-    }
-    let outputs: BTreeMap<String, Value> =
-        ctx.pg.analyses(&hash, &pairs).await?.into_iter().collect();
     // The decoders' kind beats the dispatcher's sniff (an M4A is audio in an MP4 container).
     let kind = ok
         .iter()

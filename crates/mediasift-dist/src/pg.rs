@@ -162,47 +162,32 @@ impl Pg {
         Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
     }
 
-    pub async fn job(&self, id: &str) -> Result<Option<Job>, DistError> {
-        let row = sqlx::query(
-            "SELECT id, batch_id, source_uri, content_hash, kind, status, expected
-             FROM jobs WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| Job {
-            id: r.get(0),
-            batch_id: r.get(1),
-            source_uri: r.get(2),
-            content_hash: r.get(3),
-            kind: r.get(4),
-            status: r.get(5),
-            expected: r.get(6),
-        }))
-    }
-
-    /// Records the route and marks the job dispatched, in one statement. Returns false for a
-    /// job that is unknown or already past dispatch (a duplicate message). A job redelivered
-    /// in `dispatched` (the dispatcher died before acknowledging) is routed again: its tasks
-    /// are published again under the same message ids.
-    pub async fn route(
+    /// Records the routes of a batch of jobs and marks them dispatched, in one statement;
+    /// `expected` holds each job's modalities comma-joined. Returns the ids routed: unknown jobs
+    /// and jobs past dispatch (duplicate messages) are left out. A job redelivered in
+    /// `dispatched` (the dispatcher died before acknowledging) is routed again and its tasks
+    /// published again under the same message ids; modalities added since are kept.
+    pub async fn route_many(
         &self,
-        id: &str,
-        kind: &str,
+        ids: &[String],
+        kinds: &[&str],
         expected: &[String],
-    ) -> Result<bool, DistError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET kind = $2, status = 'dispatched',
-                 expected = ARRAY(SELECT DISTINCT e FROM unnest(expected || $3::text[]) e),
-                 attempts = attempts + 1, dispatched_at = now()
-             WHERE id = $1 AND status IN ('queued', 'dispatched')",
+    ) -> Result<HashSet<String>, DistError> {
+        let rows = sqlx::query(
+            "UPDATE jobs j SET kind = t.kind, status = 'dispatched',
+                 expected = ARRAY(SELECT DISTINCT e
+                                  FROM unnest(j.expected || string_to_array(t.expected, ',')) e),
+                 attempts = j.attempts + 1, dispatched_at = now()
+             FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t(id, kind, expected)
+             WHERE j.id = t.id AND j.status IN ('queued', 'dispatched')
+             RETURNING j.id",
         )
-        .bind(id)
-        .bind(kind)
+        .bind(ids)
+        .bind(kinds)
         .bind(expected)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
     }
 
     /// A job that ends without a record: `failed` (dead-lettered) or `rejected` (not allowed).
@@ -329,49 +314,70 @@ impl Pg {
         Ok(())
     }
 
-    /// A job with its modality results, in one round trip (fusion).
-    pub async fn job_with_results(
+    /// Jobs with their modality results, in one round trip (fusion).
+    pub async fn jobs_with_results(
         &self,
-        id: &str,
-    ) -> Result<Option<(Job, Vec<ModalityResult>)>, DistError> {
-        let row = sqlx::query(
+        ids: &[String],
+    ) -> Result<Vec<(Job, Vec<ModalityResult>)>, DistError> {
+        let rows = sqlx::query(
             "SELECT j.id, j.batch_id, j.source_uri, j.content_hash, j.kind, j.status, j.expected,
                  COALESCE((SELECT json_agg(json_build_array(m.modality, m.status, m.error_kind,
                                   m.error, m.analyses, m.facts) ORDER BY m.modality)
                            FROM modality_results m WHERE m.job_id = j.id), '[]'::json)
-             FROM jobs j WHERE j.id = $1",
+             FROM jobs j WHERE j.id = ANY($1)",
         )
-        .bind(id)
-        .fetch_optional(&self.pool)
+        .bind(ids)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(row.map(|r| {
-            let job = Job {
-                id: r.get(0),
-                batch_id: r.get(1),
-                source_uri: r.get(2),
-                content_hash: r.get(3),
-                kind: r.get(4),
-                status: r.get(5),
-                expected: r.get(6),
-            };
-            let results: Value = r.get(7);
-            let results = results
-                .as_array()
-                .map(|list| {
-                    list.iter()
-                        .map(|m| ModalityResult {
-                            modality: m[0].as_str().unwrap_or_default().to_string(),
-                            ok: m[1] == "ok",
-                            error_kind: m[2].as_str().map(str::to_string),
-                            error: m[3].as_str().map(str::to_string),
-                            analyses: m[4].clone(),
-                            facts: m[5].clone(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            (job, results)
-        }))
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let job = Job {
+                    id: r.get(0),
+                    batch_id: r.get(1),
+                    source_uri: r.get(2),
+                    content_hash: r.get(3),
+                    kind: r.get(4),
+                    status: r.get(5),
+                    expected: r.get(6),
+                };
+                let results: Value = r.get(7);
+                let results = results
+                    .as_array()
+                    .map(|list| {
+                        list.iter()
+                            .map(|m| ModalityResult {
+                                modality: m[0].as_str().unwrap_or_default().to_string(),
+                                ok: m[1] == "ok",
+                                error_kind: m[2].as_str().map(str::to_string),
+                                error: m[3].as_str().map(str::to_string),
+                                analyses: m[4].clone(),
+                                facts: m[5].clone(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (job, results)
+            })
+            .collect())
+    }
+
+    /// Every stored output of the given contents: (content hash, analyzer, revision, output).
+    pub async fn analyses_of(
+        &self,
+        hashes: &[String],
+    ) -> Result<Vec<(String, String, String, Value)>, DistError> {
+        let rows = sqlx::query(
+            "SELECT content_hash, analyzer, revision, output FROM analyses
+             WHERE content_hash = ANY($1) AND output IS NOT NULL",
+        )
+        .bind(hashes)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect())
     }
 
     /// Outputs for `hash` of the given (analyzer, revision) pairs, plus the further outputs the
