@@ -49,6 +49,24 @@ pub struct AnalysisWrite {
     pub embedding_key: Option<String>,
 }
 
+/// What a worker reports for one task.
+#[derive(Debug, Clone, Default)]
+pub struct ModalityReport {
+    pub job_id: String,
+    pub modality: String,
+    /// (error kind, message) when the modality failed.
+    pub error: Option<(String, String)>,
+    /// [[analyzer, revision], …] this result stands for.
+    pub analyses: Value,
+    pub facts: Value,
+    pub reused: bool,
+    /// Fills the job's content hash when it has none yet.
+    pub job_hash: Option<String>,
+    /// New analysis rows, for content `rows_hash`.
+    pub rows_hash: String,
+    pub rows: Vec<AnalysisWrite>,
+}
+
 /// A fused record to upsert.
 #[derive(Debug, Clone)]
 pub struct RecordWrite {
@@ -246,51 +264,21 @@ impl Pg {
         Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
     }
 
-    /// One statement for all rows (atomic; an existing row is kept).
-    pub async fn write_analyses(
-        &self,
-        hash: &str,
-        rows: &[AnalysisWrite],
-    ) -> Result<(), DistError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let names: Vec<&str> = rows.iter().map(|a| a.analyzer.as_str()).collect();
-        let revisions: Vec<&str> = rows.iter().map(|a| a.revision.as_str()).collect();
-        let outputs: Vec<Option<Value>> = rows.iter().map(|a| a.output.clone()).collect();
-        let keys: Vec<Option<&str>> = rows.iter().map(|a| a.embedding_key.as_deref()).collect();
-        sqlx::query(
-            "INSERT INTO analyses (content_hash, analyzer, revision, output, embedding_key)
-             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::jsonb[], $5::text[])
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(hash)
-        .bind(&names)
-        .bind(&revisions)
-        .bind(&outputs)
-        .bind(&keys)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Writes (or replaces) one modality's report; `content_hash` fills the job's when known.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn write_modality_result(
-        &self,
-        job_id: &str,
-        modality: &str,
-        ok: bool,
-        error: Option<(&str, &str)>,
-        analyses: &Value,
-        facts: &Value,
-        reused: bool,
-        content_hash: Option<&str>,
-    ) -> Result<(), DistError> {
+    /// Writes (or replaces) one modality's report together with the analysis rows it stands for
+    /// and the job's content hash: one statement, so fusion never sees a report without its rows.
+    pub async fn write_report(&self, r: &ModalityReport) -> Result<(), DistError> {
+        let names: Vec<&str> = r.rows.iter().map(|a| a.analyzer.as_str()).collect();
+        let revisions: Vec<&str> = r.rows.iter().map(|a| a.revision.as_str()).collect();
+        let outputs: Vec<Option<Value>> = r.rows.iter().map(|a| a.output.clone()).collect();
+        let keys: Vec<Option<&str>> = r.rows.iter().map(|a| a.embedding_key.as_deref()).collect();
         sqlx::query(
             "WITH hash AS (
                  UPDATE jobs SET content_hash = $9
                  WHERE id = $1 AND $9::text IS NOT NULL AND content_hash IS NULL
+             ), stored AS (
+                 INSERT INTO analyses (content_hash, analyzer, revision, output, embedding_key)
+                 SELECT $10, * FROM UNNEST($11::text[], $12::text[], $13::jsonb[], $14::text[])
+                 ON CONFLICT DO NOTHING
              )
              INSERT INTO modality_results
                  (job_id, modality, status, error_kind, error, analyses, facts, reused)
@@ -300,15 +288,20 @@ impl Pg {
                  analyses = EXCLUDED.analyses, facts = EXCLUDED.facts,
                  reused = EXCLUDED.reused, updated_at = now()",
         )
-        .bind(job_id)
-        .bind(modality)
-        .bind(if ok { "ok" } else { "failed" })
-        .bind(error.map(|e| e.0))
-        .bind(error.map(|e| e.1))
-        .bind(analyses)
-        .bind(facts)
-        .bind(reused)
-        .bind(content_hash)
+        .bind(&r.job_id)
+        .bind(&r.modality)
+        .bind(if r.error.is_none() { "ok" } else { "failed" })
+        .bind(r.error.as_ref().map(|e| e.0.as_str()))
+        .bind(r.error.as_ref().map(|e| e.1.as_str()))
+        .bind(&r.analyses)
+        .bind(&r.facts)
+        .bind(r.reused)
+        .bind(r.job_hash.as_deref())
+        .bind(&r.rows_hash)
+        .bind(&names)
+        .bind(&revisions)
+        .bind(&outputs)
+        .bind(&keys)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -16,7 +16,7 @@ use crate::DistError;
 use crate::bus::{StreamKind, fetch, stream_seq};
 use crate::context::Ctx;
 use crate::messages::{DerivedText, ResultMsg, TaskMsg};
-use crate::pg::AnalysisWrite;
+use crate::pg::{AnalysisWrite, ModalityReport};
 use crate::service::Shutdown;
 use crate::settle::{Failure, heartbeat, settle};
 use crate::source::Source;
@@ -141,18 +141,15 @@ async fn handle(ctx: &Ctx, stage: &Stage, name: &'static str, msg: async_nats::j
     if let Some((Failure::DeadLettered, err)) = failed {
         // The job's record shows this modality as failed, with why.
         let reported = async {
-            ctx.pg
-                .write_modality_result(
-                    &task.job_id,
-                    &task.modality,
-                    false,
-                    Some((err.kind(), &err.to_string())),
-                    &json!([]),
-                    &json!({}),
-                    false,
-                    None,
-                )
-                .await?;
+            let report = ModalityReport {
+                job_id: task.job_id.clone(),
+                modality: task.modality.clone(),
+                error: Some((err.kind().to_string(), err.to_string())),
+                analyses: json!([]),
+                facts: json!({}),
+                ..ModalityReport::default()
+            };
+            ctx.pg.write_report(&report).await?;
             publish_result(ctx, &task, false, seq).await
         };
         if let Err(e) = reported.await {
@@ -197,7 +194,7 @@ async fn process(
     wanted.push((FACTS, mediasift_pipeline::INTAKE_VERSION.to_string()));
     let current = ctx.pg.current_analyzers(&input.hash, &wanted).await?;
     let reused = current.len() == wanted.len();
-    let mut written = None;
+    let mut rows = Vec::new();
     if !reused {
         let processed = stage
             .analyze_except(
@@ -218,20 +215,20 @@ async fn process(
                 message: e.map(|e| e.message).unwrap_or_default(),
             });
         }
-        written = Some(store(ctx, &input.hash, &wanted, &current, processed).await?);
+        rows = store(ctx, &wanted, &current, processed).await?;
     }
     let pairs: Vec<(String, String)> = wanted
         .iter()
         .map(|(n, r)| (n.to_string(), r.clone()))
         .collect();
-    // What this modality produced: just computed, or (partly) stored before.
-    let outputs: Vec<(String, Value)> = match written {
-        Some(rows) if current.is_empty() => rows
-            .into_iter()
-            .filter_map(|a| a.output.map(|o| (a.analyzer, o)))
-            .collect(),
-        _ => ctx.pg.analyses(&input.hash, &pairs).await?,
-    };
+    // What this modality produced: just computed, and/or stored before.
+    let mut outputs: Vec<(String, Value)> = rows
+        .iter()
+        .filter_map(|a| a.output.clone().map(|o| (a.analyzer.clone(), o)))
+        .collect();
+    if !current.is_empty() {
+        outputs.extend(ctx.pg.analyses(&input.hash, &pairs).await?);
+    }
     // Derived text goes on to the text worker before this result is reported, so the record
     // waits for its embedding.
     let derived_source = match task.modality.as_str() {
@@ -269,25 +266,26 @@ async fn process(
         .find(|(n, _)| n == FACTS)
         .map_or(json!({}), |(_, v)| v.clone());
     ctx.pg
-        .write_modality_result(
-            &task.job_id,
-            &task.modality,
-            true,
-            None,
-            &json!(pairs),
-            &facts,
+        .write_report(&ModalityReport {
+            job_id: task.job_id.clone(),
+            modality: task.modality.clone(),
+            error: None,
+            analyses: json!(pairs),
+            facts,
             reused,
-            Some(&input.hash),
-        )
+            job_hash: Some(input.hash.clone()),
+            rows_hash: input.hash.clone(),
+            rows,
+        })
         .await?;
     publish_result(ctx, task, true, seq).await?;
     Ok(if reused { "reused" } else { "ok" })
 }
 
-/// Blobs first, then rows: a row never points at a missing object. Returns the rows written.
+/// Writes the blobs (before any row can point at them) and returns the analysis rows to
+/// write with the report.
 async fn store(
     ctx: &Ctx,
-    hash: &str,
     wanted: &[(&'static str, String)],
     current: &HashSet<String>,
     processed: Processed,
@@ -322,7 +320,6 @@ async fn store(
             ));
         }
     }
-    ctx.pg.write_analyses(hash, &rows).await?;
     Ok(rows)
 }
 
@@ -354,6 +351,7 @@ async fn process_derived(
     let pairs: Vec<(String, String)> = wanted.iter().map(|(n, r)| (name(n), r.clone())).collect();
     let have = ctx.pg.analyses(&derived.content_hash, &pairs).await?.len();
     let reused = have == pairs.len();
+    let mut rows = Vec::new();
     if !reused {
         let (stage2, d) = (stage.clone(), derived.clone());
         let processed = tokio::task::spawn_blocking(move || {
@@ -364,24 +362,24 @@ async fn process_derived(
         for (key, bytes) in processed.blobs {
             ctx.objects.put(&key, bytes).await?;
         }
-        let rows: Vec<AnalysisWrite> = processed
+        rows = processed
             .analyses
             .iter()
             .map(|a| analysis_row(&name(&a.analyzer), &a.version, Some(a.output.clone())))
             .collect();
-        ctx.pg.write_analyses(&derived.content_hash, &rows).await?;
     }
     ctx.pg
-        .write_modality_result(
-            &task.job_id,
-            &task.modality,
-            true,
-            None,
-            &json!(pairs),
-            &json!({}),
+        .write_report(&ModalityReport {
+            job_id: task.job_id.clone(),
+            modality: task.modality.clone(),
+            error: None,
+            analyses: json!(pairs),
+            facts: json!({}),
             reused,
-            None,
-        )
+            job_hash: None,
+            rows_hash: derived.content_hash.clone(),
+            rows,
+        })
         .await?;
     publish_result(ctx, task, true, seq).await?;
     Ok(if reused { "reused" } else { "ok" })
