@@ -8,6 +8,7 @@
 //! be retried lands in `<prefix>.dlq.*` with its reason.
 
 mod bus;
+mod coalesce;
 mod context;
 pub mod dispatcher;
 pub mod dlq;

@@ -242,62 +242,108 @@ impl Pg {
         Ok(())
     }
 
-    /// The analyzers among `wanted` (name, revision) whose result for `hash` is stored.
+    /// For each (content hash, wanted (analyzer, revision) pairs): the analyzers whose result
+    /// is stored. One query for the whole batch.
     pub async fn current_analyzers(
         &self,
-        hash: &str,
-        wanted: &[(&'static str, String)],
-    ) -> Result<HashSet<String>, DistError> {
-        let names: Vec<&str> = wanted.iter().map(|w| w.0).collect();
-        let revisions: Vec<&str> = wanted.iter().map(|w| w.1.as_str()).collect();
+        requests: &[(String, Vec<(&'static str, String)>)],
+    ) -> Result<Vec<HashSet<String>>, DistError> {
+        let (mut hashes, mut names, mut revisions) = (Vec::new(), Vec::new(), Vec::new());
+        for (hash, wanted) in requests {
+            for (n, r) in wanted {
+                hashes.push(hash.as_str());
+                names.push(*n);
+                revisions.push(r.as_str());
+            }
+        }
         let rows = sqlx::query(
-            "SELECT a.analyzer FROM analyses a
-             JOIN UNNEST($2::text[], $3::text[]) AS w(analyzer, revision)
-               ON a.analyzer = w.analyzer AND a.revision = w.revision
-             WHERE a.content_hash = $1",
+            "SELECT a.content_hash, a.analyzer FROM analyses a
+             JOIN UNNEST($1::text[], $2::text[], $3::text[]) AS w(content_hash, analyzer, revision)
+               ON a.content_hash = w.content_hash AND a.analyzer = w.analyzer
+                  AND a.revision = w.revision",
         )
-        .bind(hash)
+        .bind(&hashes)
         .bind(&names)
         .bind(&revisions)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+        let mut found: std::collections::HashMap<String, HashSet<String>> = Default::default();
+        for r in &rows {
+            found
+                .entry(r.get::<String, _>(0))
+                .or_default()
+                .insert(r.get::<String, _>(1));
+        }
+        Ok(requests
+            .iter()
+            .map(|(hash, _)| found.get(hash).cloned().unwrap_or_default())
+            .collect())
     }
 
-    /// Writes (or replaces) one modality's report together with the analysis rows it stands for
-    /// and the job's content hash: one statement, so fusion never sees a report without its rows.
-    pub async fn write_report(&self, r: &ModalityReport) -> Result<(), DistError> {
-        let names: Vec<&str> = r.rows.iter().map(|a| a.analyzer.as_str()).collect();
-        let revisions: Vec<&str> = r.rows.iter().map(|a| a.revision.as_str()).collect();
-        let outputs: Vec<Option<Value>> = r.rows.iter().map(|a| a.output.clone()).collect();
-        let keys: Vec<Option<&str>> = r.rows.iter().map(|a| a.embedding_key.as_deref()).collect();
+    /// Writes (or replaces) modality reports together with the analysis rows they stand for and
+    /// their jobs' content hashes: one statement for the batch, so fusion never sees a report
+    /// without its rows. A second report for the same job and modality in the batch wins.
+    pub async fn write_reports(&self, reports: &[ModalityReport]) -> Result<(), DistError> {
+        let mut latest: std::collections::HashMap<(&str, &str), &ModalityReport> =
+            Default::default();
+        for r in reports {
+            latest.insert((r.job_id.as_str(), r.modality.as_str()), r);
+        }
+        let reports: Vec<&ModalityReport> = latest.into_values().collect();
+        let col = |f: fn(&ModalityReport) -> Option<&str>| -> Vec<Option<&str>> {
+            reports.iter().map(|r| f(r)).collect()
+        };
+        let job_ids = col(|r| Some(r.job_id.as_str()));
+        let modalities = col(|r| Some(r.modality.as_str()));
+        let statuses = col(|r| Some(if r.error.is_none() { "ok" } else { "failed" }));
+        let error_kinds = col(|r| r.error.as_ref().map(|e| e.0.as_str()));
+        let errors = col(|r| r.error.as_ref().map(|e| e.1.as_str()));
+        let job_hashes = col(|r| r.job_hash.as_deref());
+        let analyses: Vec<&Value> = reports.iter().map(|r| &r.analyses).collect();
+        let facts: Vec<&Value> = reports.iter().map(|r| &r.facts).collect();
+        let reused: Vec<bool> = reports.iter().map(|r| r.reused).collect();
+        let rows: Vec<(&str, &AnalysisWrite)> = reports
+            .iter()
+            .flat_map(|r| r.rows.iter().map(move |a| (r.rows_hash.as_str(), a)))
+            .collect();
+        let row_hashes: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        let names: Vec<&str> = rows.iter().map(|r| r.1.analyzer.as_str()).collect();
+        let revisions: Vec<&str> = rows.iter().map(|r| r.1.revision.as_str()).collect();
+        let outputs: Vec<Option<&Value>> = rows.iter().map(|r| r.1.output.as_ref()).collect();
+        let keys: Vec<Option<&str>> = rows.iter().map(|r| r.1.embedding_key.as_deref()).collect();
         sqlx::query(
-            "WITH hash AS (
-                 UPDATE jobs SET content_hash = $9
-                 WHERE id = $1 AND $9::text IS NOT NULL AND content_hash IS NULL
+            "WITH r AS (
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                      $6::jsonb[], $7::jsonb[], $8::bool[], $9::text[])
+                     AS r(job_id, modality, status, error_kind, error, analyses, facts, reused,
+                          job_hash)
+             ), hash AS (
+                 UPDATE jobs j SET content_hash = r.job_hash FROM r
+                 WHERE j.id = r.job_id AND r.job_hash IS NOT NULL AND j.content_hash IS NULL
              ), stored AS (
                  INSERT INTO analyses (content_hash, analyzer, revision, output, embedding_key)
-                 SELECT $10, * FROM UNNEST($11::text[], $12::text[], $13::jsonb[], $14::text[])
+                 SELECT * FROM UNNEST($10::text[], $11::text[], $12::text[], $13::jsonb[],
+                                      $14::text[])
                  ON CONFLICT DO NOTHING
              )
              INSERT INTO modality_results
                  (job_id, modality, status, error_kind, error, analyses, facts, reused)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             SELECT job_id, modality, status, error_kind, error, analyses, facts, reused FROM r
              ON CONFLICT (job_id, modality) DO UPDATE SET status = EXCLUDED.status,
                  error_kind = EXCLUDED.error_kind, error = EXCLUDED.error,
                  analyses = EXCLUDED.analyses, facts = EXCLUDED.facts,
                  reused = EXCLUDED.reused, updated_at = now()",
         )
-        .bind(&r.job_id)
-        .bind(&r.modality)
-        .bind(if r.error.is_none() { "ok" } else { "failed" })
-        .bind(r.error.as_ref().map(|e| e.0.as_str()))
-        .bind(r.error.as_ref().map(|e| e.1.as_str()))
-        .bind(&r.analyses)
-        .bind(&r.facts)
-        .bind(r.reused)
-        .bind(r.job_hash.as_deref())
-        .bind(&r.rows_hash)
+        .bind(&job_ids)
+        .bind(&modalities)
+        .bind(&statuses)
+        .bind(&error_kinds)
+        .bind(&errors)
+        .bind(&analyses)
+        .bind(&facts)
+        .bind(&reused)
+        .bind(&job_hashes)
+        .bind(&row_hashes)
         .bind(&names)
         .bind(&revisions)
         .bind(&outputs)

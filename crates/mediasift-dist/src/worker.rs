@@ -14,9 +14,10 @@ use tokio::task::JoinSet;
 
 use crate::DistError;
 use crate::bus::{StreamKind, fetch, stream_seq};
+use crate::coalesce::Coalescer;
 use crate::context::Ctx;
 use crate::messages::{DerivedText, ResultMsg, TaskMsg};
-use crate::pg::{AnalysisWrite, ModalityReport};
+use crate::pg::{AnalysisWrite, ModalityReport, Pg};
 use crate::service::Shutdown;
 use crate::settle::{Failure, heartbeat, settle};
 use crate::source::Source;
@@ -98,6 +99,7 @@ pub async fn run(
     let stage_name: &'static str = name;
     crate::metrics::watch_consumer(consumer.clone(), stage_name, ctx.metrics.clone());
     let stage = Arc::new(stage);
+    let db = WorkerDb::spawn(&ctx.pg);
     let concurrency = concurrency.max(1);
     tracing::info!(modality = name, concurrency, "Worker running");
     let mut running: JoinSet<()> = JoinSet::new();
@@ -111,8 +113,8 @@ pub async fn run(
             _ = shutdown.wait() => break,
         };
         for msg in batch {
-            let (ctx, stage) = (ctx.clone(), stage.clone());
-            running.spawn(async move { handle(&ctx, &stage, stage_name, msg).await });
+            let (ctx, stage, db) = (ctx.clone(), stage.clone(), db.clone());
+            running.spawn(async move { handle(&ctx, &db, &stage, stage_name, msg).await });
         }
         // Reap finished tasks without waiting.
         while running.try_join_next().is_some() {}
@@ -123,7 +125,48 @@ pub async fn run(
     Ok(())
 }
 
-async fn handle(ctx: &Ctx, stage: &Stage, name: &'static str, msg: async_nats::jetstream::Message) {
+/// (analyzer, revision) pairs a stage produces.
+type Wanted = Vec<(&'static str, String)>;
+
+/// The worker's database access, batched across its concurrent tasks.
+#[derive(Debug, Clone)]
+struct WorkerDb {
+    current: Coalescer<(String, Wanted), HashSet<String>>,
+    reports: Coalescer<ModalityReport, ()>,
+}
+
+impl WorkerDb {
+    fn spawn(pg: &Pg) -> WorkerDb {
+        let p = pg.clone();
+        let current = Coalescer::spawn(256, move |requests: Vec<_>| {
+            let pg = p.clone();
+            async move {
+                pg.current_analyzers(&requests)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        });
+        let p = pg.clone();
+        let reports = Coalescer::spawn(256, move |reports: Vec<ModalityReport>| {
+            let pg = p.clone();
+            async move {
+                pg.write_reports(&reports)
+                    .await
+                    .map(|()| vec![(); reports.len()])
+                    .map_err(|e| e.to_string())
+            }
+        });
+        WorkerDb { current, reports }
+    }
+}
+
+async fn handle(
+    ctx: &Ctx,
+    db: &WorkerDb,
+    stage: &Stage,
+    name: &'static str,
+    msg: async_nats::jetstream::Message,
+) {
     let started = Instant::now();
     let task: TaskMsg = match serde_json::from_slice(&msg.payload) {
         Ok(t) => t,
@@ -135,7 +178,7 @@ async fn handle(ctx: &Ctx, stage: &Stage, name: &'static str, msg: async_nats::j
     };
     let beat = heartbeat(&msg, (ctx.ack_wait() / 3).max(Duration::from_secs(1)));
     let seq = stream_seq(&msg);
-    let outcome = process(ctx, stage, &task, seq).await;
+    let outcome = process(ctx, db, stage, &task, seq).await;
     beat.abort();
     let failed = settle(ctx, name, &msg, started, outcome, &task.job_id, &task.uri).await;
     if let Some((Failure::DeadLettered, err)) = failed {
@@ -149,7 +192,7 @@ async fn handle(ctx: &Ctx, stage: &Stage, name: &'static str, msg: async_nats::j
                 facts: json!({}),
                 ..ModalityReport::default()
             };
-            ctx.pg.write_report(&report).await?;
+            db.reports.call(report).await?;
             publish_result(ctx, &task, false, seq).await
         };
         if let Err(e) = reported.await {
@@ -174,12 +217,13 @@ async fn publish_result(ctx: &Ctx, task: &TaskMsg, ok: bool, seq: u64) -> Result
 
 async fn process(
     ctx: &Ctx,
+    db: &WorkerDb,
     stage: &Stage,
     task: &TaskMsg,
     seq: u64,
 ) -> Result<&'static str, DistError> {
     if let Some(derived) = &task.derived {
-        return process_derived(ctx, stage, task, derived, seq).await;
+        return process_derived(ctx, db, stage, task, derived, seq).await;
     }
     let source = Source::parse(&task.uri)?;
     if !ctx.allow.allows(&source) {
@@ -192,7 +236,10 @@ async fn process(
     let input = ctx.objects.localize(&source, max_bytes).await?;
     let mut wanted = stage.revisions();
     wanted.push((FACTS, mediasift_pipeline::INTAKE_VERSION.to_string()));
-    let current = ctx.pg.current_analyzers(&input.hash, &wanted).await?;
+    let current = db
+        .current
+        .call((input.hash.clone(), wanted.clone()))
+        .await?;
     let reused = current.len() == wanted.len();
     let mut rows = Vec::new();
     if !reused {
@@ -265,8 +312,8 @@ async fn process(
         .iter()
         .find(|(n, _)| n == FACTS)
         .map_or(json!({}), |(_, v)| v.clone());
-    ctx.pg
-        .write_report(&ModalityReport {
+    db.reports
+        .call(ModalityReport {
             job_id: task.job_id.clone(),
             modality: task.modality.clone(),
             error: None,
@@ -339,6 +386,7 @@ fn analysis_row(name: &str, revision: &str, output: Option<Value>) -> AnalysisWr
 
 async fn process_derived(
     ctx: &Ctx,
+    db: &WorkerDb,
     stage: &Stage,
     task: &TaskMsg,
     derived: &DerivedText,
@@ -368,8 +416,8 @@ async fn process_derived(
             .map(|a| analysis_row(&name(&a.analyzer), &a.version, Some(a.output.clone())))
             .collect();
     }
-    ctx.pg
-        .write_report(&ModalityReport {
+    db.reports
+        .call(ModalityReport {
             job_id: task.job_id.clone(),
             modality: task.modality.clone(),
             error: None,
