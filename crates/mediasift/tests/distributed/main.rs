@@ -317,22 +317,21 @@ fn speech_dir() -> tempfile::TempDir {
     dir
 }
 
-/// A worker killed with SIGKILL in the middle of a task: its unacknowledged task is
-/// redelivered to the next worker, every job gets its record, nothing is written twice.
-#[tokio::test(flavor = "multi_thread")]
-async fn killed_worker_loses_nothing_and_duplicates_nothing() {
+/// Five speech clips through dispatcher, fusion, a text worker and one audio worker
+/// (`audio-a`) taking one task at a time; returns once its first result is in, so that the
+/// worker is inside its next task.
+async fn audio_worker_in_a_task(name: &str, ack_wait_secs: u64) -> (tempfile::TempDir, Cluster) {
     let nats = var("MEDIASIFT_TEST_NATS_URL");
     let media = speech_dir();
     let root = media.path().canonicalize().unwrap();
     let extra = format!(
-        "allowed_roots = [\"{}\"]\nack_wait_secs = 3",
+        "allowed_roots = [\"{}\"]\nack_wait_secs = {ack_wait_secs}",
         root.display()
     );
-    let mut c = Cluster::new("kill", &nats, &extra).await;
+    let mut c = Cluster::new(name, &nats, &extra).await;
     c.spawn("dispatcher", &["dispatcher"]);
     c.spawn("fusion", &["fusion"]);
     c.spawn("text", &["worker", "--modality", "text"]);
-    // One task at a time, so that right after a result the worker is inside the next task.
     c.spawn(
         "audio-a",
         &["worker", "--modality", "audio", "--concurrency", "1"],
@@ -344,6 +343,14 @@ async fn killed_worker_loses_nothing_and_duplicates_nothing() {
         SETTLE,
     )
     .await;
+    (media, c)
+}
+
+/// A worker killed with SIGKILL in the middle of a task: its unacknowledged task is
+/// redelivered to the next worker, every job gets its record, nothing is written twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_worker_loses_nothing_and_duplicates_nothing() {
+    let (_media, mut c) = audio_worker_in_a_task("kill", 3).await;
     c.kill9("audio-a");
     let done_by_a = c
         .count("SELECT count(*) FROM modality_results WHERE modality = 'audio'")
@@ -453,28 +460,7 @@ async fn wait_for_port(port: u16) {
 /// acknowledges the task in hand, exits 0; another worker takes the rest.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_the_task_in_hand_and_exits() {
-    let nats = var("MEDIASIFT_TEST_NATS_URL");
-    let media = speech_dir();
-    let root = media.path().canonicalize().unwrap();
-    let extra = format!(
-        "allowed_roots = [\"{}\"]\nack_wait_secs = 30",
-        root.display()
-    );
-    let mut c = Cluster::new("sigterm", &nats, &extra).await;
-    c.spawn("dispatcher", &["dispatcher"]);
-    c.spawn("fusion", &["fusion"]);
-    c.spawn("text", &["worker", "--modality", "text"]);
-    c.spawn(
-        "audio-a",
-        &["worker", "--modality", "audio", "--concurrency", "1"],
-    );
-    c.enqueue(root.to_str().unwrap(), None);
-    c.wait_count(
-        "SELECT count(*) FROM modality_results WHERE modality = 'audio'",
-        1,
-        SETTLE,
-    )
-    .await;
+    let (_media, mut c) = audio_worker_in_a_task("sigterm", 30).await;
     let status = c.terminate("audio-a");
     assert!(status.success(), "{status}\n{}", c.log("audio-a"));
     let log = c.log("audio-a");
