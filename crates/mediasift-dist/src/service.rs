@@ -80,7 +80,13 @@ pub async fn serve_http(
     }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot serve metrics on {addr}: {e} (several components on one host need one \
+                 distributed.metrics_addr each, e.g. MEDIASIFT__DISTRIBUTED__METRICS_ADDR=127.0.0.1:9465, \
+                 or an empty one to serve none)"
+            )
+        })?;
     tracing::info!(addr = %listener.local_addr()?, "Serving /metrics and /healthz");
     let app = Router::new()
         .route(
