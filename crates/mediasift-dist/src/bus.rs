@@ -160,16 +160,14 @@ impl Bus {
             max_ack_pending,
             ..Default::default()
         };
-        // Create, or bring an existing durable's settings up to date.
+        // Create, or update an existing durable with other settings in place: deleting it
+        // would drop its delivery state and redeliver every task other workers hold.
         match stream.create_consumer(config.clone()).await {
             Ok(c) => Ok(c),
-            Err(_) => {
-                let _ = stream.delete_consumer(durable).await;
-                stream
-                    .create_consumer(config)
-                    .await
-                    .map_err(DistError::nats)
-            }
+            Err(create) => stream
+                .update_consumer(config)
+                .await
+                .map_err(|update| DistError::Nats(format!("{create}; update: {update}"))),
         }
     }
 

@@ -41,15 +41,13 @@ pub async fn enqueue(
     batch: Option<&str>,
     progress: bool,
 ) -> Result<Enqueued, DistError> {
-    let root = match Source::parse(src) {
-        Ok(s) => s,
-        // A relative local directory is resolved against the working directory.
-        Err(_) if !src.starts_with("s3://") => Source::Local(std::fs::canonicalize(src)?),
-        Err(e) => return Err(e),
-    };
-    let root = match root {
-        Source::Local(p) => Source::Local(std::fs::canonicalize(&p)?),
-        s3 => s3,
+    // A local folder is named by its real absolute path, whatever the caller wrote.
+    let root = if src.starts_with("s3://") {
+        Source::parse(src)?
+    } else {
+        Source::Local(std::fs::canonicalize(
+            src.strip_prefix("file://").unwrap_or(src),
+        )?)
     };
     let name = batch.map_or_else(|| root.uri(), str::to_string);
     let batch_id = batch_id(&name);

@@ -14,7 +14,7 @@ use crate::DistError;
 use crate::bus::{StreamKind, fetch};
 use crate::context::Ctx;
 use crate::messages::ResultMsg;
-use crate::pg::{Job, RecordWrite};
+use crate::pg::{Job, RecordWrite, StoredRow, outputs_for};
 use crate::policy::{Evidence, decide};
 use crate::service::Shutdown;
 use crate::settle::settle;
@@ -98,25 +98,22 @@ async fn sweep(ctx: Ctx, shutdown: Shutdown) {
     let every = Duration::from_secs((timeout / 10).clamp(1, 60));
     while !shutdown.requested() {
         tokio::time::sleep(every).await;
-        match ctx.pg.overdue_jobs(timeout).await {
-            Ok(ids) => {
-                for id in ids {
-                    if let Err(e) = fuse(&ctx, &id, true).await {
-                        tracing::warn!(job_id = id, error = %e, "Partial record failed");
+        let overdue = match ctx.pg.overdue_jobs(timeout).await {
+            Ok(ids) if ids.is_empty() => continue,
+            Ok(ids) => fuse_many(&ctx, &ids, true).await,
+            Err(e) => Err(e),
+        };
+        match overdue {
+            Ok(outcomes) => {
+                for (job_id, outcome) in outcomes {
+                    if let Err(e) = outcome {
+                        tracing::warn!(job_id, error = %e, "Partial record failed");
                     }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "Overdue-job sweep failed"),
         }
     }
-}
-
-/// Writes the record of `job_id` if its results are complete (or `force`). Returns the outcome
-/// label for metrics.
-pub async fn fuse(ctx: &Ctx, job_id: &str, force: bool) -> Result<&'static str, DistError> {
-    let mut out = fuse_many(ctx, &[job_id.to_string()], force).await?;
-    out.remove(job_id)
-        .unwrap_or_else(|| Err(DistError::BadMessage(format!("unknown job {job_id}"))))
 }
 
 /// A job whose record can be written now.
@@ -126,9 +123,10 @@ struct Ready {
     missing: Vec<String>,
 }
 
-/// [`fuse`] for a batch of jobs: one read of the jobs with their results and one of their
-/// analyses for the whole batch; records are then built and written concurrently. An error of
-/// the batch reads is returned as a whole; per-job outcomes are in the map.
+/// Writes the record of each job of `ids` whose results are complete (every one with `force`):
+/// one read of the jobs with their results and one of their analyses for the whole batch,
+/// records then built and written concurrently. An error of the batch reads is returned as a
+/// whole; per-job outcomes (labels for metrics) are in the map.
 pub async fn fuse_many(
     ctx: &Ctx,
     ids: &[String],
@@ -187,15 +185,11 @@ pub async fn fuse_many(
         .iter()
         .filter_map(|r| r.job.content_hash.clone())
         .collect();
-    let mut stored: HashMap<String, Vec<(String, String, Value)>> = HashMap::new();
-    if !hashes.is_empty() {
-        for (hash, analyzer, revision, output) in ctx.pg.analyses_of(&hashes).await? {
-            stored
-                .entry(hash)
-                .or_default()
-                .push((analyzer, revision, output));
-        }
-    }
+    let stored = if hashes.is_empty() {
+        HashMap::new()
+    } else {
+        ctx.pg.analyses_of(&hashes).await?
+    };
     let written: Vec<(String, Result<&'static str, DistError>)> = futures::stream::iter(ready)
         .map(|r| {
             let rows = r
@@ -216,11 +210,7 @@ pub async fn fuse_many(
     Ok(out)
 }
 
-async fn write(
-    ctx: &Ctx,
-    r: Ready,
-    stored: &[(String, String, Value)],
-) -> Result<&'static str, DistError> {
+async fn write(ctx: &Ctx, r: Ready, stored: &[StoredRow]) -> Result<&'static str, DistError> {
     let ok: Vec<_> = r.results.iter().filter(|m| m.ok).collect();
     let mut missing = r.missing;
     missing.extend(
@@ -239,12 +229,10 @@ async fn write(
     Ok(if record.partial { "partial" } else { "ok" })
 }
 
-/// The stored outputs the modality results stand for: their (analyzer, revision) pairs, plus
-/// the companion outputs of the same model runs (same revision, a model revision with `@`,
-/// under another name: the image embedding that comes with the tags).
+/// The stored outputs the modality results stand for.
 fn select_outputs(
     ok: &[&crate::pg::ModalityResult],
-    stored: &[(String, String, Value)],
+    stored: &[StoredRow],
 ) -> BTreeMap<String, Value> {
     let mut pairs: HashSet<(&str, &str)> = HashSet::new();
     for r in ok {
@@ -254,17 +242,8 @@ fn select_outputs(
             }
         }
     }
-    let names: HashSet<&str> = pairs.iter().map(|p| p.0).collect();
-    let revisions: HashSet<&str> = pairs.iter().map(|p| p.1).collect();
-    stored
-        .iter()
-        .filter(|(a, r, _)| {
-            pairs.contains(&(a.as_str(), r.as_str()))
-                || (revisions.contains(r.as_str())
-                    && !names.contains(a.as_str())
-                    && r.contains('@'))
-        })
-        .map(|(a, _, v)| (a.clone(), v.clone()))
+    outputs_for(&pairs, stored)
+        .map(|(a, v)| (a.to_string(), v.clone()))
         .collect()
 }
 

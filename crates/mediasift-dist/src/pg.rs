@@ -1,7 +1,7 @@
 //! The Postgres side: batches, jobs, content-addressed analyses, modality results and fused
 //! records. Every write is keyed so that repeating it (a redelivered message) changes nothing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 use sqlx::Row;
@@ -267,7 +267,7 @@ impl Pg {
         .bind(&revisions)
         .fetch_all(&self.pool)
         .await?;
-        let mut found: std::collections::HashMap<String, HashSet<String>> = Default::default();
+        let mut found: HashMap<String, HashSet<String>> = HashMap::new();
         for r in &rows {
             found
                 .entry(r.get::<String, _>(0))
@@ -284,8 +284,7 @@ impl Pg {
     /// their jobs' content hashes: one statement for the batch, so fusion never sees a report
     /// without its rows. A second report for the same job and modality in the batch wins.
     pub async fn write_reports(&self, reports: &[ModalityReport]) -> Result<(), DistError> {
-        let mut latest: std::collections::HashMap<(&str, &str), &ModalityReport> =
-            Default::default();
+        let mut latest: HashMap<(&str, &str), &ModalityReport> = HashMap::new();
         for r in reports {
             latest.insert((r.job_id.as_str(), r.modality.as_str()), r);
         }
@@ -401,11 +400,11 @@ impl Pg {
             .collect())
     }
 
-    /// Every stored output of the given contents: (content hash, analyzer, revision, output).
+    /// Every stored output of the given contents, by content hash.
     pub async fn analyses_of(
         &self,
         hashes: &[String],
-    ) -> Result<Vec<(String, String, String, Value)>, DistError> {
+    ) -> Result<HashMap<String, Vec<StoredRow>>, DistError> {
         let rows = sqlx::query(
             "SELECT content_hash, analyzer, revision, output FROM analyses
              WHERE content_hash = ANY($1) AND output IS NOT NULL",
@@ -413,36 +412,34 @@ impl Pg {
         .bind(hashes)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect())
+        let mut by_hash: HashMap<String, Vec<StoredRow>> = HashMap::new();
+        for r in &rows {
+            by_hash
+                .entry(r.get(0))
+                .or_default()
+                .push((r.get(1), r.get(2), r.get(3)));
+        }
+        Ok(by_hash)
     }
 
-    /// Outputs for `hash` of the given (analyzer, revision) pairs, plus the further outputs the
-    /// same analyzer runs produced (an analyzer's companion rows share its revision: the image
-    /// embedding that comes with the tags).
+    /// The outputs for `hash` that (analyzer, revision) `pairs` stand for ([`outputs_for`]).
     pub async fn analyses(
         &self,
         hash: &str,
         pairs: &[(String, String)],
     ) -> Result<Vec<(String, Value)>, DistError> {
-        let names: Vec<&str> = pairs.iter().map(|p| p.0.as_str()).collect();
-        let revisions: Vec<&str> = pairs.iter().map(|p| p.1.as_str()).collect();
-        let rows = sqlx::query(
-            "SELECT a.analyzer, a.output FROM analyses a
-             WHERE a.content_hash = $1 AND a.output IS NOT NULL
-               AND ((a.analyzer, a.revision) IN (SELECT * FROM UNNEST($2::text[], $3::text[]))
-                 OR (a.revision = ANY ($3::text[]) AND NOT (a.analyzer = ANY ($2::text[]))
-                     AND a.revision LIKE '%@%'))
-             ORDER BY a.analyzer",
-        )
-        .bind(hash)
-        .bind(&names)
-        .bind(&revisions)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        let stored = self
+            .analyses_of(&[hash.to_string()])
+            .await?
+            .remove(hash)
+            .unwrap_or_default();
+        let pairs: HashSet<(&str, &str)> = pairs
+            .iter()
+            .map(|(a, r)| (a.as_str(), r.as_str()))
+            .collect();
+        Ok(outputs_for(&pairs, &stored)
+            .map(|(a, v)| (a.to_string(), v.clone()))
+            .collect())
     }
 
     /// Writes (or replaces, for a late result) the fused record and closes the job.
@@ -576,6 +573,29 @@ impl Pg {
             records,
         })
     }
+}
+
+/// A stored analysis of one content: (analyzer, revision, output).
+pub type StoredRow = (String, String, Value);
+
+/// The stored outputs that (analyzer, revision) `pairs` stand for: the rows with those pairs,
+/// plus the companion outputs of the same model runs — rows under another name with one of the
+/// pairs' model revisions (those with `@`): the image embedding that comes with the tags.
+pub fn outputs_for<'a>(
+    pairs: &'a HashSet<(&str, &str)>,
+    stored: &'a [StoredRow],
+) -> impl Iterator<Item = (&'a str, &'a Value)> {
+    let names: HashSet<&str> = pairs.iter().map(|p| p.0).collect();
+    let revisions: HashSet<&str> = pairs.iter().map(|p| p.1).collect();
+    stored
+        .iter()
+        .filter(move |(a, r, _)| {
+            pairs.contains(&(a.as_str(), r.as_str()))
+                || (r.contains('@')
+                    && revisions.contains(r.as_str())
+                    && !names.contains(a.as_str()))
+        })
+        .map(|(a, _, v)| (a.as_str(), v))
 }
 
 /// pgvector's text form: `[1,2,3]`.

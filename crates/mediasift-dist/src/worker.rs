@@ -98,7 +98,7 @@ pub async fn run(
         .await?;
     let stage_name: &'static str = name;
     crate::metrics::watch_consumer(consumer.clone(), stage_name, ctx.metrics.clone());
-    let stage = Arc::new(stage);
+    let plan = Arc::new(Plan::new(stage));
     let db = WorkerDb::spawn(&ctx.pg);
     let concurrency = concurrency.max(1);
     tracing::info!(modality = name, concurrency, "Worker running");
@@ -113,8 +113,8 @@ pub async fn run(
             _ = shutdown.wait() => break,
         };
         for msg in batch {
-            let (ctx, stage, db) = (ctx.clone(), stage.clone(), db.clone());
-            running.spawn(async move { handle(&ctx, &db, &stage, stage_name, msg).await });
+            let (ctx, plan, db) = (ctx.clone(), plan.clone(), db.clone());
+            running.spawn(async move { handle(&ctx, &db, &plan, stage_name, msg).await });
         }
         // Reap finished tasks without waiting.
         while running.try_join_next().is_some() {}
@@ -127,6 +127,29 @@ pub async fn run(
 
 /// (analyzer, revision) pairs a stage produces.
 type Wanted = Vec<(&'static str, String)>;
+
+/// The worker's stage with its analyzer revisions, computed once rather than per task.
+#[derive(Debug)]
+struct Plan {
+    stage: Stage,
+    /// The stage's analyzers.
+    analyzers: Wanted,
+    /// The same plus the file facts: what a file task stores.
+    with_facts: Wanted,
+}
+
+impl Plan {
+    fn new(stage: Stage) -> Plan {
+        let analyzers = stage.revisions();
+        let mut with_facts = analyzers.clone();
+        with_facts.push((FACTS, mediasift_pipeline::INTAKE_VERSION.to_string()));
+        Plan {
+            stage,
+            analyzers,
+            with_facts,
+        }
+    }
+}
 
 /// The worker's database access, batched across its concurrent tasks.
 #[derive(Debug, Clone)]
@@ -163,7 +186,7 @@ impl WorkerDb {
 async fn handle(
     ctx: &Ctx,
     db: &WorkerDb,
-    stage: &Stage,
+    plan: &Plan,
     name: &'static str,
     msg: async_nats::jetstream::Message,
 ) {
@@ -178,7 +201,7 @@ async fn handle(
     };
     let beat = heartbeat(&msg, (ctx.ack_wait() / 3).max(Duration::from_secs(1)));
     let seq = stream_seq(&msg);
-    let outcome = process(ctx, db, stage, &task, seq).await;
+    let outcome = process(ctx, db, plan, &task, seq).await;
     beat.abort();
     let failed = settle(ctx, name, &msg, started, outcome, &task.job_id, &task.uri).await;
     if let Some((Failure::DeadLettered, err)) = failed {
@@ -218,12 +241,12 @@ async fn publish_result(ctx: &Ctx, task: &TaskMsg, ok: bool, seq: u64) -> Result
 async fn process(
     ctx: &Ctx,
     db: &WorkerDb,
-    stage: &Stage,
+    plan: &Plan,
     task: &TaskMsg,
     seq: u64,
 ) -> Result<&'static str, DistError> {
     if let Some(derived) = &task.derived {
-        return process_derived(ctx, db, stage, task, derived, seq).await;
+        return process_derived(ctx, db, plan, task, derived, seq).await;
     }
     let source = Source::parse(&task.uri)?;
     if !ctx.allow.allows(&source) {
@@ -234,8 +257,7 @@ async fn process(
     }
     let max_bytes = ctx.cfg.intake().max_file_bytes;
     let input = ctx.objects.localize(&source, max_bytes).await?;
-    let mut wanted = stage.revisions();
-    wanted.push((FACTS, mediasift_pipeline::INTAKE_VERSION.to_string()));
+    let wanted = &plan.with_facts;
     let current = db
         .current
         .call((input.hash.clone(), wanted.clone()))
@@ -243,7 +265,8 @@ async fn process(
     let reused = current.len() == wanted.len();
     let mut rows = Vec::new();
     if !reused {
-        let processed = stage
+        let processed = plan
+            .stage
             .analyze_except(
                 &input.path,
                 task.uri.clone(),
@@ -262,7 +285,7 @@ async fn process(
                 message: e.map(|e| e.message).unwrap_or_default(),
             });
         }
-        rows = store(ctx, &wanted, &current, processed).await?;
+        rows = store(ctx, wanted, &current, processed).await?;
     }
     let pairs: Vec<(String, String)> = wanted
         .iter()
@@ -387,12 +410,12 @@ fn analysis_row(name: &str, revision: &str, output: Option<Value>) -> AnalysisWr
 async fn process_derived(
     ctx: &Ctx,
     db: &WorkerDb,
-    stage: &Stage,
+    plan: &Plan,
     task: &TaskMsg,
     derived: &DerivedText,
     seq: u64,
 ) -> Result<&'static str, DistError> {
-    let wanted = stage.revisions();
+    let wanted = &plan.analyzers;
     // The embedding of derived text is keyed by the content it came from, with its source in
     // the analyzer name so a transcript and OCR text of one video do not collide.
     let name = |n: &str| format!("{n}:{}", derived.source);
@@ -401,7 +424,7 @@ async fn process_derived(
     let reused = have == pairs.len();
     let mut rows = Vec::new();
     if !reused {
-        let (stage2, d) = (stage.clone(), derived.clone());
+        let (stage2, d) = (plan.stage.clone(), derived.clone());
         let processed = tokio::task::spawn_blocking(move || {
             stage2.analyze_text(&d.content_hash, &d.source, &d.text)
         })

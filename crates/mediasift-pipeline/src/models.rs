@@ -34,7 +34,16 @@ pub struct ModelSet {
 pub struct ClipSet {
     pub model: Arc<Clip>,
     pub batcher: crate::analyzer::ClipBatcher,
-    pub labels: Arc<Vec<(String, Vec<f32>)>>,
+    pub labels: Arc<ZeroShotLabels>,
+}
+
+/// The zero-shot label list and its text embeddings (computed once, at load).
+#[derive(Debug)]
+pub struct ZeroShotLabels {
+    pub names: Vec<String>,
+    /// How each label was phrased (`a photo of {}`).
+    pub prompt: String,
+    pub vectors: Vec<Vec<f32>>,
 }
 
 impl ModelSet {
@@ -136,8 +145,11 @@ fn load_clip(
         Err(e) => return Err(e),
     };
     let prompts: Vec<String> = c.labels.iter().map(|l| c.prompt.replace("{}", l)).collect();
-    let vectors = model.embed_texts(&prompts)?;
-    let labels = Arc::new(c.labels.iter().cloned().zip(vectors).collect());
+    let labels = Arc::new(ZeroShotLabels {
+        names: c.labels.clone(),
+        prompt: c.prompt.clone(),
+        vectors: model.embed_texts(&prompts)?,
+    });
     let m = model.clone();
     let batcher = Batcher::spawn("clip", max_batch, max_wait, move |inputs: &[Vec<f32>]| {
         m.embed_images(inputs)

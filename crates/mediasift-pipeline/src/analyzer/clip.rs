@@ -19,13 +19,26 @@ const TOP_LABELS: usize = 5;
 #[derive(Debug, Clone)]
 pub struct ClipAnalyzer {
     set: ClipSet,
+    revision: String,
 }
 
 impl ClipAnalyzer {
     pub fn new(set: ClipSet) -> ClipAnalyzer {
-        ClipAnalyzer { set }
+        // The labels and their phrasing change the output as much as the weights do.
+        let labels = &set.labels;
+        let digest =
+            blake3::hash(format!("{}\n{}", labels.prompt, labels.names.join("\n")).as_bytes())
+                .to_hex();
+        let revision = format!(
+            "{}+labels.{}",
+            super::model_revision(VERSION, set.model.provenance()),
+            &digest[..8]
+        );
+        ClipAnalyzer { set, revision }
     }
 }
+
+const VERSION: &str = "1";
 
 impl Analyzer for ClipAnalyzer {
     fn name(&self) -> &'static str {
@@ -33,18 +46,11 @@ impl Analyzer for ClipAnalyzer {
     }
 
     fn version(&self) -> &'static str {
-        "1"
+        VERSION
     }
 
     fn revision(&self) -> String {
-        // The label list and prompt change the output as much as the weights do.
-        let labels: Vec<&str> = self.set.labels.iter().map(|(l, _)| l.as_str()).collect();
-        let digest = blake3::hash(labels.join("\n").as_bytes()).to_hex();
-        format!(
-            "{}+labels.{}",
-            super::model_revision(self.version(), self.set.model.provenance()),
-            &digest[..8]
-        )
+        self.revision.clone()
     }
 
     fn analyze(&self, intake: &Intake, ctx: FileContext<'_>) -> Option<Output> {
@@ -63,14 +69,13 @@ impl Analyzer for ClipAnalyzer {
         }
         let norm = pooled.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
         pooled.iter_mut().for_each(|x| *x /= norm);
-        let label_vectors: Vec<Vec<f32>> = self.set.labels.iter().map(|(_, v)| v.clone()).collect();
-        let probs = model.zero_shot(&pooled, &label_vectors);
+        let probs = model.zero_shot(&pooled, &self.set.labels.vectors);
         let mut ranked: Vec<(usize, f32)> = probs.iter().copied().enumerate().collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
         let labels: Vec<_> = ranked
             .iter()
             .take(TOP_LABELS)
-            .map(|&(i, prob)| json!({ "label": self.set.labels[i].0, "prob": super::round4(prob) }))
+            .map(|&(i, prob)| json!({ "label": self.set.labels.names[i], "prob": super::round4(prob) }))
             .collect();
         let key = format!("embeddings/clip/{}/{}.npy", p.id, ctx.content_hash);
         let rows = if times.is_empty() {

@@ -49,18 +49,15 @@ pub async fn run(g: &GlobalArgs, command: Command) -> anyhow::Result<()> {
             println!("{}", out.batch_id);
             Ok(())
         }
-        Command::Dispatcher => {
+        Command::Dispatcher | Command::Fusion => {
             let ctx = connect(cfg.clone(), 16).await?;
             let shutdown = Shutdown::on_signals();
             serve_http(&d.metrics_addr, ctx.registry.clone(), shutdown.clone()).await?;
-            dispatcher::run(ctx, shutdown).await?;
-            Ok(())
-        }
-        Command::Fusion => {
-            let ctx = connect(cfg.clone(), 16).await?;
-            let shutdown = Shutdown::on_signals();
-            serve_http(&d.metrics_addr, ctx.registry.clone(), shutdown.clone()).await?;
-            fusion::run(ctx, shutdown).await?;
+            if matches!(command, Command::Dispatcher) {
+                dispatcher::run(ctx, shutdown).await?;
+            } else {
+                fusion::run(ctx, shutdown).await?;
+            }
             Ok(())
         }
         Command::Worker {
