@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""The onnxruntime side of `mediasift bench vision`: images/s of an NCHW-or-NHWC image model on
-random inputs, at the given batch sizes, on the given number of threads. Prints JSON.
+"""The onnxruntime side of `mediasift bench vision`: items/s of an ONNX model on fixed random
+inputs, at the given batch sizes, on the given number of threads. Prints JSON. An image model
+gets float inputs of its declared shape; a text model (int64 inputs: input_ids,
+attention_mask) gets `--tokens` token ids per item and a full mask.
 
     pip install onnxruntime numpy
     python3 scripts/bench/onnx_peer.py MODEL.onnx --batches 1,8,32 --seconds 3 --threads 2
@@ -19,21 +21,26 @@ def main():
     ap.add_argument("--batches", default="1,8,32")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tokens", type=int, default=128)
     a = ap.parse_args()
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = a.threads
     opts.inter_op_num_threads = 1
     s = ort.InferenceSession(a.model, opts, providers=["CPUExecutionProvider"])
-    inp = s.get_inputs()[0]
-    shape = [d if isinstance(d, int) else 1 for d in inp.shape]
+    inputs = s.get_inputs()
     out = {"onnxruntime": ort.__version__, "results": {}}
     rng = np.random.default_rng(0)
     for b in [int(x) for x in a.batches.split(",")]:
-        x = rng.standard_normal([b] + shape[1:]).astype(np.float32)
-        s.run(None, {inp.name: x})  # warm-up
+        if inputs[0].type == "tensor(int64)":
+            ids = rng.integers(1000, 21000, (b, a.tokens), dtype=np.int64)
+            feed = {i.name: ids if i.name == "input_ids" else np.ones_like(ids) for i in inputs}
+        else:
+            shape = [d if isinstance(d, int) else 1 for d in inputs[0].shape]
+            feed = {inputs[0].name: rng.standard_normal([b] + shape[1:]).astype(np.float32)}
+        s.run(None, feed)  # warm-up
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < a.seconds:
-            s.run(None, {inp.name: x})
+            s.run(None, feed)
             n += b
         out["results"][str(b)] = n / (time.perf_counter() - t0)
     print(json.dumps(out))

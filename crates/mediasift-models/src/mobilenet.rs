@@ -298,7 +298,8 @@ pub fn center_crop(rgb: &image::RgbImage) -> image::RgbImage {
         rgb,
         256,
         INPUT_SIZE,
-        image::imageops::FilterType::Triangle,
+        crate::imageprep::Filter::Bilinear,
+        crate::imageprep::LongSide::Round,
     )
 }
 

@@ -98,3 +98,121 @@ fn preprocessing_scales_the_short_side_crops_the_center_and_normalises() {
     let g = preprocess(&grey, 32);
     assert!(g[..1024].iter().all(|v| (v - norm(0, 128.0)).abs() < 1e-5));
 }
+
+fn repo(rel: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
+}
+
+fn reference() -> serde_json::Value {
+    let text = std::fs::read_to_string(repo(
+        "crates/mediasift-models/tests/fixtures/clip_reference.json",
+    ))
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The photo as the pipeline decodes it (EXIF orientation applied, CMYK / 16-bit / alpha
+/// converted), then CLIP's preprocessing.
+fn pipeline_input(name: &str) -> (image::RgbImage, Vec<f32>) {
+    let cfg = mediasift_core::RawConfig::default().validate().unwrap();
+    let tools = mediasift_media::Tools::detect(cfg.video());
+    let path = repo("tests/fixtures/media/images").join(name);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let intake = mediasift_media::decode_file(&path, &cfg, &tools, deadline).unwrap();
+    let mediasift_media::Decoded::Image(img) = intake.decoded else {
+        panic!("{name} is not an image");
+    };
+    let crop = mediasift_models::clip::center_crop(&img.rgb, 224);
+    (crop.clone(), mediasift_models::clip::normalise(&crop))
+}
+
+#[test]
+fn preprocessing_equals_transformers_clip_image_processor() {
+    use sha2::Digest;
+    let reference = reference();
+    let stride = reference["stride"].as_u64().unwrap() as usize;
+    let mut failures = Vec::new();
+    for (name, r) in reference["photos"].as_object().unwrap() {
+        let (crop, values) = pipeline_input(name);
+        // Every pixel of the 224×224 crop, in the reference's CHW byte order.
+        let mut chw = vec![0u8; 3 * 224 * 224];
+        for (x, y, p) in crop.enumerate_pixels() {
+            for c in 0..3 {
+                chw[c * 224 * 224 + y as usize * 224 + x as usize] = p[c];
+            }
+        }
+        let sha = format!("{:x}", sha2::Sha256::digest(&chw));
+        let sample = r["values"].as_array().unwrap();
+        let worst = sample
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (values[i * stride] - v.as_f64().unwrap() as f32).abs())
+            .fold(0f32, f32::max);
+        if sha != r["crop_sha256"].as_str().unwrap() || worst > 1e-5 {
+            failures.push(format!(
+                "{name} ({}): crop differs: {}; worst sampled difference {worst}",
+                r["mode"],
+                sha != r["crop_sha256"].as_str().unwrap()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn tokens_equal_openai_clip_bpe_tokenizer() {
+    // Our tokenizer.json, built by `models fetch` from open_clip's copy of OpenAI's BPE
+    // vocabulary, through the encoding the text tower reads, against open_clip's original
+    // Python tokenizer (ftfy + regex + BPE; fixture from scripts/reference/clip_reference.py).
+    let cfg = mediasift_core::RawConfig::default().validate().unwrap();
+    let store = mediasift_models::ModelStore::new(cfg.models_dir(), Default::default(), false);
+    let model = store
+        .resolve(&mediasift_models::catalog::CLIP_TOKENIZER)
+        .unwrap_or_else(|e| panic!("{e}\n(the test script runs `mediasift models fetch` first)"));
+    let tokenizer = tokenizers::Tokenizer::from_file(model.dir.join("tokenizer.json")).unwrap();
+    let reference = reference();
+    let captions = reference["captions"].as_array().unwrap();
+    assert!(captions.len() >= 5);
+    for c in captions {
+        let text = c["text"].as_str().unwrap();
+        let expected: Vec<u32> = serde_json::from_value(c["ids"].clone()).unwrap();
+        let ids = mediasift_models::clip_tokenizer::encode(&tokenizer, text, 77).unwrap();
+        assert_eq!(ids, expected, "{text:?}");
+    }
+}
+
+#[test]
+fn a_checkpoint_without_tokenizer_json_uses_the_installed_clip_bpe_tokenizer() {
+    let cfg = mediasift_core::RawConfig::default().validate().unwrap();
+    let store = mediasift_models::ModelStore::new(cfg.models_dir(), Default::default(), false);
+    let bpe = store
+        .resolve(&mediasift_models::catalog::CLIP_TOKENIZER)
+        .unwrap_or_else(|e| panic!("{e}\n(the test script runs `mediasift models fetch` first)"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = serde_json::json!({
+        "projection_dim": 8,
+        "text_config": {"vocab_size": 49408, "hidden_size": 16, "intermediate_size": 32,
+            "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 77},
+        "vision_config": {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "image_size": 32, "patch_size": 16}
+    });
+    mediasift_models::clip::write_random_checkpoint_of(dir.path(), &config, &["unused"]).unwrap();
+    std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+    let resolved = ResolvedModel {
+        id: "random-clip".into(),
+        dir: dir.path().to_path_buf(),
+        source: Source::Config,
+        sha256: String::new(),
+        size_bytes: 0,
+    };
+    assert!(Clip::load(&resolved, &Device::Cpu).is_err());
+    let fallback = bpe.dir.join("tokenizer.json");
+    let clip = Clip::load_with_tokenizer(&resolved, &Device::Cpu, Some(&fallback)).unwrap();
+    let t = clip
+        .embed_texts(&["a photo of a cat".into(), "a photo of a dog".into()])
+        .unwrap();
+    assert_eq!(t[0].len(), 8);
+    assert_ne!(t[0], t[1]);
+}

@@ -136,7 +136,14 @@ fn load_clip(
         hf_repo: None,
         ..catalog::CLIP_VIT_B32
     });
-    let model = match load(cfg, &spec, Clip::load) {
+    // A checkpoint without tokenizer.json uses the installed CLIP BPE tokenizer.
+    let bpe = store(cfg)
+        .resolve(&catalog::CLIP_TOKENIZER)
+        .ok()
+        .map(|m| m.dir.join("tokenizer.json"));
+    let model = match load(cfg, &spec, |m, d| {
+        Clip::load_with_tokenizer(m, d, bpe.as_deref())
+    }) {
         Ok(m) => m,
         Err(ModelError::NotInstalled { .. }) => {
             tracing::warn!(model = %c.model, "clip: model not installed; CLIP embeddings and zero-shot labels are skipped (put a Hugging Face CLIP checkpoint in models_dir/{} or allow downloads)", c.model);

