@@ -12,7 +12,7 @@ Tokens: OpenAI's original BPE tokenizer as open_clip ships it (SimpleTokenizer: 
 bpe_simple_vocab_16e6.txt.gz), with open_clip's start/end tokens and 77-token truncation,
 cross-checked against transformers' CLIPTokenizer built from the same vocabulary.
 
-    pip install numpy pillow transformers tokenizers ftfy regex
+    pip install numpy pillow==13.0.0 transformers==5.24.0 tokenizers ftfy regex
     pip download --no-deps open_clip_torch==3.3.0   # unzip: open_clip/ (torch is not needed)
     python3 scripts/reference/clip_reference.py tests/fixtures/media/images \
         PATH/TO/open_clip crates/mediasift-models/tests/fixtures

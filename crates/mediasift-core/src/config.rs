@@ -181,6 +181,10 @@ pub struct DuplicatesConfig {
 pub struct PipelineConfig {
     /// Files decoded at once; 0 means one per CPU core.
     pub decode_tasks: usize,
+    /// Files between decode and write at once (decoded and waiting on a model batch, or being
+    /// analyzed); 0 means `decode_tasks + batching.max_batch`, so a full batch can wait on the
+    /// model while the next files decode.
+    pub in_flight: usize,
     /// Capacity of each bounded channel between stages.
     pub queue_depth: usize,
 }
@@ -287,6 +291,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             decode_tasks: 0,
+            in_flight: 0,
             queue_depth: 64,
         }
     }
@@ -330,6 +335,8 @@ pub enum ConfigError {
 pub struct Config {
     raw: RawConfig,
     pub decode_tasks: usize,
+    /// Files in flight between decode and write (see `PipelineConfig::in_flight`).
+    pub in_flight: usize,
     pub decode_timeout: Duration,
 }
 
@@ -484,9 +491,14 @@ impl RawConfig {
             n => n,
         };
         let decode_timeout = Duration::from_secs_f64(self.intake.decode_timeout_secs);
+        let in_flight = match self.pipeline.in_flight {
+            0 => decode_tasks + self.batching.max_batch,
+            n => n.max(decode_tasks),
+        };
         Ok(Config {
             raw: self,
             decode_tasks,
+            in_flight,
             decode_timeout,
         })
     }

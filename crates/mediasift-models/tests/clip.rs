@@ -166,12 +166,7 @@ fn tokens_equal_openai_clip_bpe_tokenizer() {
     // Our tokenizer.json, built by `models fetch` from open_clip's copy of OpenAI's BPE
     // vocabulary, through the encoding the text tower reads, against open_clip's original
     // Python tokenizer (ftfy + regex + BPE; fixture from scripts/reference/clip_reference.py).
-    let cfg = mediasift_core::RawConfig::default().validate().unwrap();
-    let store = mediasift_models::ModelStore::new(cfg.models_dir(), Default::default(), false);
-    let model = store
-        .resolve(&mediasift_models::catalog::CLIP_TOKENIZER)
-        .unwrap_or_else(|e| panic!("{e}\n(the test script runs `mediasift models fetch` first)"));
-    let tokenizer = tokenizers::Tokenizer::from_file(model.dir.join("tokenizer.json")).unwrap();
+    let tokenizer = tokenizers::Tokenizer::from_file(installed_bpe_tokenizer()).unwrap();
     let reference = reference();
     let captions = reference["captions"].as_array().unwrap();
     assert!(captions.len() >= 5);
@@ -183,13 +178,19 @@ fn tokens_equal_openai_clip_bpe_tokenizer() {
     }
 }
 
-#[test]
-fn a_checkpoint_without_tokenizer_json_uses_the_installed_clip_bpe_tokenizer() {
+/// `tokenizer.json` of the `clip-bpe-tokenizer` that `models fetch` installs.
+fn installed_bpe_tokenizer() -> std::path::PathBuf {
     let cfg = mediasift_core::RawConfig::default().validate().unwrap();
     let store = mediasift_models::ModelStore::new(cfg.models_dir(), Default::default(), false);
-    let bpe = store
+    let model = store
         .resolve(&mediasift_models::catalog::CLIP_TOKENIZER)
         .unwrap_or_else(|e| panic!("{e}\n(the test script runs `mediasift models fetch` first)"));
+    model.dir.join("tokenizer.json")
+}
+
+#[test]
+fn a_checkpoint_without_tokenizer_json_uses_the_installed_clip_bpe_tokenizer() {
+    let fallback = installed_bpe_tokenizer();
     let dir = tempfile::tempdir().unwrap();
     let config = serde_json::json!({
         "projection_dim": 8,
@@ -208,7 +209,6 @@ fn a_checkpoint_without_tokenizer_json_uses_the_installed_clip_bpe_tokenizer() {
         size_bytes: 0,
     };
     assert!(Clip::load(&resolved, &Device::Cpu).is_err());
-    let fallback = bpe.dir.join("tokenizer.json");
     let clip = Clip::load_with_tokenizer(&resolved, &Device::Cpu, Some(&fallback)).unwrap();
     let t = clip
         .embed_texts(&["a photo of a cat".into(), "a photo of a dog".into()])

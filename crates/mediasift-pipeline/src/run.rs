@@ -1,6 +1,7 @@
 //! The embedded run behind `mediasift analyze`: a walker feeding a bounded channel, a fixed
-//! number of decode tasks, and one writer that stores results in order of completion. Memory is
-//! bounded by `decode_tasks` files in flight plus the channel depths.
+//! number of file tasks (`in_flight`, of which `decode_tasks` decode at once while the others
+//! wait on model batches), and one writer that stores results in order of completion. Memory is
+//! bounded by `in_flight` files plus the channel depths.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -53,7 +54,9 @@ pub async fn run_embedded(
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
     let depth = stage.config().pipeline().queue_depth;
-    let workers = stage.config().decode_tasks;
+    // Decoding itself is bounded by the stage (`decode_tasks` at once); more files than that
+    // are in flight so the models' cross-file batches can fill.
+    let workers = stage.config().in_flight;
     let progress = Progress::new(opts.progress);
     let (path_tx, path_rx) = mpsc::channel::<PathBuf>(depth);
     let (out_tx, mut out_rx) = mpsc::channel::<Outcome>(depth);

@@ -34,16 +34,21 @@ pub struct Stage {
     tools: Arc<Tools>,
     analyzers: Arc<Analyzers>,
     metrics: Metrics,
+    /// `decode_tasks` permits: more files may be in flight (waiting on a model batch) than
+    /// are decoded at once.
+    decoding: Arc<tokio::sync::Semaphore>,
 }
 
 impl Stage {
     pub fn new(cfg: Arc<Config>, tools: Tools, models: &ModelSet, metrics: Metrics) -> Stage {
         let analyzers = Arc::new(Analyzers::from_config(&cfg, models));
+        let decoding = Arc::new(tokio::sync::Semaphore::new(cfg.decode_tasks.max(1)));
         Stage {
             cfg,
             tools: Arc::new(tools),
             analyzers,
             metrics,
+            decoding,
         }
     }
 
@@ -164,6 +169,7 @@ impl Stage {
         let owned_path: PathBuf = path.to_path_buf();
         // The timeout guards decoding, where hostile input can make a decoder loop; analysis
         // time grows with legitimate content (a long book through the text model) and is not cut.
+        let permit = self.decoding.acquire().await;
         let guarded = run_guarded(path, timeout, &self.metrics, move || {
             // The sniffed kind labels the file even when decoding fails.
             let kind = sniff_kind(&owned_path);
@@ -171,6 +177,7 @@ impl Stage {
             Ok((kind, decode_file(&owned_path, &cfg, &tools, deadline)))
         })
         .await;
+        drop(permit);
         let (kind, decoded) = match guarded {
             Ok(done) => done,
             // Timed out or crashed: sniffing is cheap and safe where decoding was not.

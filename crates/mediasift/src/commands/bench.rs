@@ -87,8 +87,24 @@ pub async fn vision(g: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
         "f32 matmul 1024³ (candle)",
         "-",
         format!("{peak:.1} GFLOP/s"),
-        "same-run peak".into(),
+        "same-run peak: the % of peak figures below".into(),
     );
+    match peer
+        .numpy_matmul(1024)
+        .map(|r| r.get("1024").and_then(serde_json::Value::as_f64))
+    {
+        Ok(Some(blas)) => rows.ours(
+            "f32 matmul 1024³ (numpy / OpenBLAS)",
+            "-",
+            format!("{blas:.1} GFLOP/s"),
+            format!(
+                "second reference: candle's gemm = {:.0}% of it",
+                100.0 * peak / blas
+            ),
+        ),
+        Ok(None) => {}
+        Err(e) => rows.ours("f32 matmul 1024³ (numpy)", "-", "unavailable".into(), e),
+    }
 
     let nsfw = OpenNsfw::load(&store.resolve(&catalog::OPEN_NSFW)?, &Device::Cpu)?;
     let theirs = peer.measure(peer.open_nsfw(), &batches, TOKENS);

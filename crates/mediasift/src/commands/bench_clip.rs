@@ -5,14 +5,12 @@
 //! on their values).
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use mediasift_core::{OcrMode, RawConfig};
 use mediasift_models::Clip;
 use mediasift_models::clip::write_random_checkpoint_of;
-use mediasift_pipeline::{ModelSet, RunOptions, Stage, run_embedded};
 
 use super::bench::{Rows, per_second, random_inputs};
 
@@ -93,30 +91,9 @@ pub async fn rows(
     raw.models
         .paths
         .insert(resolved.id.clone(), checkpoint.clone());
-    raw.store.data_dir = dir.path().join("store");
-    let cfg = Arc::new(raw.validate()?);
-    let models = ModelSet::load(&cfg)?;
-    let stage = Stage::new(
-        cfg.clone(),
-        mediasift_media::Tools::detect(cfg.video()),
-        &models,
-        mediasift_pipeline::Metrics::new(),
-    );
-    drop(models);
-    let store = mediasift_store::SqliteStore::open(&cfg.store().data_dir).await?;
-    let blobs = mediasift_store::BlobStore::local(&dir.path().join("blobs"))?;
-    let started = Instant::now();
-    let summary = run_embedded(
-        stage,
-        store,
-        blobs,
-        RunOptions {
-            inputs: vec![inputs],
-            ..Default::default()
-        },
-    )
-    .await?;
-    let e2e = images as f64 / started.elapsed().as_secs_f64();
+    let (elapsed, summary) =
+        super::bench_dist::analyze(raw, &dir.path().join("run"), &inputs).await?;
+    let e2e = images as f64 / elapsed.as_secs_f64();
     let analyzed: u64 = summary.kinds.values().map(|c| c.analyzed).sum();
     anyhow::ensure!(
         analyzed == images as u64,

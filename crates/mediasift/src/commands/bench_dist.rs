@@ -143,6 +143,33 @@ pub async fn queue(g: &GlobalArgs, args: QueueBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `mediasift analyze INPUT` with `raw`, its store and blobs under `data`: wall time and summary.
+pub async fn analyze(
+    mut raw: RawConfig,
+    data: &Path,
+    input: &Path,
+) -> anyhow::Result<(Duration, mediasift_pipeline::Summary)> {
+    raw.store.data_dir = data.join("store");
+    let cfg = Arc::new(raw.validate()?);
+    let models = ModelSet::load(&cfg)?;
+    let stage = Stage::new(
+        cfg.clone(),
+        mediasift_media::Tools::detect(cfg.video()),
+        &models,
+        Metrics::new(),
+    );
+    drop(models);
+    let store = mediasift_store::SqliteStore::open(&cfg.store().data_dir).await?;
+    let blobs = mediasift_store::BlobStore::local(&data.join("blobs"))?;
+    let t0 = Instant::now();
+    let opts = RunOptions {
+        inputs: vec![input.to_path_buf()],
+        ..Default::default()
+    };
+    let summary = run_embedded(stage, store, blobs, opts).await?;
+    Ok((t0.elapsed(), summary))
+}
+
 pub async fn distributed(g: &GlobalArgs, args: DistBenchArgs) -> anyhow::Result<()> {
     let input = args
         .input
@@ -159,26 +186,9 @@ pub async fn distributed(g: &GlobalArgs, args: DistBenchArgs) -> anyhow::Result<
         },
     );
     // Embedded.
-    let mut raw = bench_config(g, "model", &input, &dir.path().join("objects")).await?;
-    raw.store.data_dir = dir.path().join("embedded");
+    let raw = bench_config(g, "model", &input, &dir.path().join("objects")).await?;
+    let (embedded, _) = analyze(raw.clone(), &dir.path().join("embedded"), &input).await?;
     let cfg = Arc::new(raw.validate()?);
-    let models = ModelSet::load(&cfg)?;
-    let stage = Stage::new(
-        cfg.clone(),
-        mediasift_media::Tools::detect(cfg.video()),
-        &models,
-        Metrics::new(),
-    );
-    drop(models);
-    let store = mediasift_store::SqliteStore::open(&cfg.store().data_dir).await?;
-    let blobs = mediasift_store::BlobStore::local(&dir.path().join("embedded-blobs"))?;
-    let t0 = Instant::now();
-    let opts = RunOptions {
-        inputs: vec![input.clone()],
-        ..Default::default()
-    };
-    run_embedded(stage, store, blobs, opts).await?;
-    let embedded = t0.elapsed();
     // Distributed: one worker per modality, one task per core each.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let workers = [

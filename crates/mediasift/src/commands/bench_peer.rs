@@ -61,6 +61,17 @@ impl<'a> Peer<'a> {
         Ok(out)
     }
 
+    /// GFLOP/s of an n×n×n f32 matmul in numpy (OpenBLAS): the second peak reference.
+    pub fn numpy_matmul(&self, n: usize) -> Figures {
+        let out = Command::new(&self.args.python)
+            .arg(&self.args.peer_script)
+            .args(["--matmul", &n.to_string()])
+            .args(["--seconds", &self.args.seconds.to_string()])
+            .output()
+            .map_err(|e| format!("{}: {e}", self.args.python))?;
+        parse(&out)
+    }
+
     /// Items/s per batch size of `onnx` (token-id inputs get `tokens` ids per item).
     pub fn measure(
         &self,
@@ -78,16 +89,19 @@ impl<'a> Peer<'a> {
             .args(["--tokens", &tokens.to_string()])
             .output()
             .map_err(|e| format!("{}: {e}", self.args.python))?;
-        if !out.status.success() {
-            return Err(last_line("peer failed", &out.stderr));
-        }
-        let v: serde_json::Value =
-            serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
-        v.get("results")
-            .and_then(|r| r.as_object())
-            .cloned()
-            .ok_or_else(|| "peer printed no results".into())
+        parse(&out)
     }
+}
+
+fn parse(out: &std::process::Output) -> Figures {
+    if !out.status.success() {
+        return Err(last_line("peer failed", &out.stderr));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    v.get("results")
+        .and_then(|r| r.as_object())
+        .cloned()
+        .ok_or_else(|| "peer printed no results".into())
 }
 
 fn last_line(what: &str, stderr: &[u8]) -> String {
