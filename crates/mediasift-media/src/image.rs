@@ -260,6 +260,7 @@ fn count_gif_frames(bytes: &[u8]) -> u32 {
 /// The blend is Pillow's `alpha_composite` over opaque white, to the bit (what transformers'
 /// `convert_to_rgb` does before CLIP preprocessing).
 pub(crate) fn to_rgb_over_white(img: DynamicImage) -> RgbImage {
+    let img = high_bytes(img);
     if !img.color().has_alpha() {
         return img.into_rgb8();
     }
@@ -270,6 +271,25 @@ pub(crate) fn to_rgb_over_white(img: DynamicImage) -> RgbImage {
         dst.0 = over_white(src.0);
     }
     out
+}
+
+/// 16-bit colour to 8 bits as Pillow reads it (`RGB;16B`, `RGBA;16B`: the high byte), where
+/// image-rs would round; the model references see Pillow's pixels.
+fn high_bytes(img: DynamicImage) -> DynamicImage {
+    let msb = |v: u16| (v >> 8) as u8;
+    match img {
+        DynamicImage::ImageRgb16(i) => {
+            DynamicImage::ImageRgb8(RgbImage::from_fn(i.width(), i.height(), |x, y| {
+                image::Rgb(i.get_pixel(x, y).0.map(msb))
+            }))
+        }
+        DynamicImage::ImageRgba16(i) => {
+            DynamicImage::ImageRgba8(image::RgbaImage::from_fn(i.width(), i.height(), |x, y| {
+                image::Rgba(i.get_pixel(x, y).0.map(msb))
+            }))
+        }
+        other => other,
+    }
 }
 
 /// `libImaging/AlphaComposite.c` with an opaque white destination (7 fractional bits).
@@ -284,4 +304,27 @@ fn over_white([r, g, b, a]: [u8; 4]) -> [u8; 3] {
         ((((t >> 8) + t) >> 8) >> 7).min(255) as u8
     };
     [blend(r), blend(g), blend(b)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sixteen_bit_colour_keeps_the_high_byte_as_pillow_does() {
+        // Pillow 13 on a PNG of these 16-bit values gives [18, 128, 255, 0, 1, 127] (checked);
+        // rounding would give 1, not 0, for 0x00FF.
+        let vals = [0x1234u16, 0x80FF, 0xFF80, 0x00FF, 0x0180, 0x7F7F];
+        let img = image::ImageBuffer::<image::Rgb<u16>, _>::from_raw(2, 1, vals.to_vec()).unwrap();
+        let rgb = to_rgb_over_white(DynamicImage::ImageRgb16(img));
+        assert_eq!(rgb.as_raw().as_slice(), &[18, 128, 255, 0, 1, 127]);
+    }
+
+    #[test]
+    fn alpha_blends_over_white_with_pillows_rounding() {
+        assert_eq!(over_white([10, 20, 30, 0]), [255; 3]);
+        assert_eq!(over_white([10, 20, 30, 255]), [10, 20, 30]);
+        // Half-transparent black over white: Pillow's alpha_composite gives 127.
+        assert_eq!(over_white([0, 0, 0, 128]), [127; 3]);
+    }
 }

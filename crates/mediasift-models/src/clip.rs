@@ -200,6 +200,16 @@ impl Clip {
         let own = model.dir.join("tokenizer.json");
         let tokenizer_file = match fallback {
             Some(f) if !own.exists() => f.to_path_buf(),
+            None if !own.exists() => {
+                return Err(ModelError::load(
+                    id,
+                    format!(
+                        "no tokenizer.json in {} and the CLIP BPE tokenizer is not installed \
+                         (run `mediasift models fetch`)",
+                        model.dir.display()
+                    ),
+                ));
+            }
             _ => own,
         };
         let mut tokenizer = Tokenizer::from_file(&tokenizer_file)
