@@ -276,20 +276,16 @@ pub(crate) fn to_rgb_over_white(img: DynamicImage) -> RgbImage {
 /// 16-bit colour to 8 bits as Pillow reads it (`RGB;16B`, `RGBA;16B`: the high byte), where
 /// image-rs would round; the model references see Pillow's pixels.
 fn high_bytes(img: DynamicImage) -> DynamicImage {
-    let msb = |v: u16| (v >> 8) as u8;
-    match img {
-        DynamicImage::ImageRgb16(i) => {
-            DynamicImage::ImageRgb8(RgbImage::from_fn(i.width(), i.height(), |x, y| {
-                image::Rgb(i.get_pixel(x, y).0.map(msb))
-            }))
-        }
+    let msb = |raw: &[u16]| raw.iter().map(|v| (v >> 8) as u8).collect::<Vec<u8>>();
+    let (w, h) = (img.width(), img.height());
+    let converted: Option<DynamicImage> = match &img {
+        DynamicImage::ImageRgb16(i) => RgbImage::from_raw(w, h, msb(i.as_raw())).map(Into::into),
         DynamicImage::ImageRgba16(i) => {
-            DynamicImage::ImageRgba8(image::RgbaImage::from_fn(i.width(), i.height(), |x, y| {
-                image::Rgba(i.get_pixel(x, y).0.map(msb))
-            }))
+            image::RgbaImage::from_raw(w, h, msb(i.as_raw())).map(Into::into)
         }
-        other => other,
-    }
+        _ => None,
+    };
+    converted.unwrap_or(img)
 }
 
 /// `libImaging/AlphaComposite.c` with an opaque white destination (7 fractional bits).
