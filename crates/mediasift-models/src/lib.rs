@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod clip;
 pub mod clip_tokenizer;
 mod conv;
+mod conv_kernels;
 mod device;
 mod error;
 mod fetch;

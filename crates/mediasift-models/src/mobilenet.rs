@@ -5,7 +5,7 @@
 use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use crate::conv::FastConv;
+use crate::conv::{Activation, FastConv};
 
 use crate::{ModelError, Provenance, ResolvedModel};
 
@@ -39,7 +39,6 @@ struct Conv {
 #[derive(Debug)]
 struct ConvBn {
     conv: FastConv,
-    relu6: bool,
 }
 
 impl ConvBn {
@@ -60,19 +59,18 @@ impl ConvBn {
         let scale = gamma.broadcast_div(&(var + BN_EPS)?.sqrt()?)?;
         let w = w.broadcast_mul(&scale.reshape((cout, 1, 1, 1))?)?;
         let b = (beta - mean.mul(&scale)?)?;
+        let activation = if relu6 {
+            Activation::Relu6
+        } else {
+            Activation::None
+        };
         Ok(ConvBn {
-            conv: FastConv::new(w, b, stride, (k - 1) / 2, groups)?,
-            relu6,
+            conv: FastConv::new(w, b, stride, (k - 1) / 2, groups)?.with_activation(activation),
         })
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = self.conv.forward(x)?;
-        if self.relu6 {
-            y.clamp(0f32, 6f32)
-        } else {
-            Ok(y)
-        }
+        self.conv.forward(x)
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::conv::FastConv;
+use crate::conv::{Activation, FastConv};
 
 use crate::{ModelError, Provenance, ResolvedModel};
 
@@ -32,10 +32,11 @@ fn conv(
     k: usize,
     stride: usize,
     padding: usize,
+    activation: Activation,
 ) -> candle_core::Result<FastConv> {
     let w = vb.get((cout, cin, k, k), "weight")?;
     let b = vb.get(cout, "bias")?;
-    FastConv::new(w, b, stride, padding, 1)
+    Ok(FastConv::new(w, b, stride, padding, 1)?.with_activation(activation))
 }
 
 #[derive(Debug)]
@@ -57,11 +58,19 @@ impl Bottleneck {
     ) -> candle_core::Result<Bottleneck> {
         Ok(Bottleneck {
             // Caffe-style: the stride sits on the first 1x1 convolution.
-            a: conv(vb.pp("branch2a"), cin, mid, 1, stride, 0)?,
-            b: conv(vb.pp("branch2b"), mid, mid, 3, 1, 1)?,
-            c: conv(vb.pp("branch2c"), mid, cout, 1, 1, 0)?,
+            a: conv(vb.pp("branch2a"), cin, mid, 1, stride, 0, Activation::Relu)?,
+            b: conv(vb.pp("branch2b"), mid, mid, 3, 1, 1, Activation::Relu)?,
+            c: conv(vb.pp("branch2c"), mid, cout, 1, 1, 0, Activation::None)?,
             proj: if first {
-                Some(conv(vb.pp("proj"), cin, cout, 1, stride, 0)?)
+                Some(conv(
+                    vb.pp("proj"),
+                    cin,
+                    cout,
+                    1,
+                    stride,
+                    0,
+                    Activation::None,
+                )?)
             } else {
                 None
             },
@@ -69,9 +78,7 @@ impl Bottleneck {
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = self
-            .c
-            .forward(&self.b.forward(&self.a.forward(x)?.relu()?)?.relu()?)?;
+        let y = self.c.forward(&self.b.forward(&self.a.forward(x)?)?)?;
         let shortcut = match &self.proj {
             Some(p) => p.forward(x)?,
             None => x.clone(),
@@ -98,7 +105,7 @@ impl OpenNsfw {
             .map_err(|e| ModelError::load(id, e))?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         let build = || -> candle_core::Result<(FastConv, Vec<Bottleneck>, Tensor, Tensor)> {
-            let conv1 = conv(vb.pp("conv1"), 3, 64, 7, 2, 3)?;
+            let conv1 = conv(vb.pp("conv1"), 3, 64, 7, 2, 3, Activation::Relu)?;
             let mut blocks = Vec::new();
             let mut cin = 64;
             for (s, (n, mid, cout, stride)) in STAGES.into_iter().enumerate() {
@@ -147,7 +154,7 @@ impl OpenNsfw {
         let flat: Vec<f32> = inputs.iter().flatten().copied().collect();
         let run = || -> candle_core::Result<Vec<Vec<f32>>> {
             let x = Tensor::from_vec(flat, (inputs.len(), 3, side, side), &self.device)?;
-            let x = self.conv1.forward(&x)?.relu()?;
+            let x = self.conv1.forward(&x)?;
             // TF "SAME" max pool: 3x3, stride 2, one extra row and column at the bottom/right.
             let x = x
                 .pad_with_same(D::Minus1, 0, 1)?
