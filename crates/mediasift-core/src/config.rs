@@ -182,8 +182,9 @@ pub struct PipelineConfig {
     /// Files decoded at once; 0 means one per CPU core.
     pub decode_tasks: usize,
     /// Files between decode and write at once (decoded and waiting on a model batch, or being
-    /// analyzed); 0 means `decode_tasks + batching.max_batch`, so a full batch can wait on the
-    /// model while the next files decode.
+    /// analyzed); 0 means `decode_tasks + 2 × batching.max_batch`: one full batch in the model
+    /// while the files of the next one decode and wait (with one batch's worth, the batch after a
+    /// full one held only what decoded meanwhile: CLIP's mean batch was 17 instead of 27).
     pub in_flight: usize,
     /// Capacity of each bounded channel between stages.
     pub queue_depth: usize,
@@ -492,7 +493,7 @@ impl RawConfig {
         };
         let decode_timeout = Duration::from_secs_f64(self.intake.decode_timeout_secs);
         let in_flight = match self.pipeline.in_flight {
-            0 => decode_tasks + self.batching.max_batch,
+            0 => decode_tasks + 2 * self.batching.max_batch,
             n => n.max(decode_tasks),
         };
         Ok(Config {

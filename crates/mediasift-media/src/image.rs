@@ -158,6 +158,31 @@ pub(crate) fn check_pixels(
     Ok(())
 }
 
+/// Position of the first `FF m` marker.
+fn find_marker(bytes: &[u8], m: u8) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = bytes[from..].iter().position(|&b| b == 0xFF) {
+        let at = from + i;
+        if bytes.get(at + 1) == Some(&m) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// Position of the last `FF m` marker.
+fn rfind_marker(bytes: &[u8], m: u8) -> Option<usize> {
+    let mut end = bytes.len();
+    while let Some(at) = bytes[..end].iter().rposition(|&b| b == 0xFF) {
+        if bytes.get(at + 1) == Some(&m) {
+            return Some(at);
+        }
+        end = at;
+    }
+    None
+}
+
 fn image_limits(limits: &IntakeConfig) -> image::Limits {
     let mut l = image::Limits::default();
     // Largest per-pixel footprint a decoder may need: RGBA at 32-bit float.
@@ -168,9 +193,13 @@ fn image_limits(limits: &IntakeConfig) -> image::Limits {
 /// JPEG decoders happily fill a truncated scan with grey; a file whose last scan has no EOI
 /// marker after it is cut off, and we say so instead of analyzing half an image.
 fn check_jpeg_complete(path: &Path, bytes: &[u8]) -> Result<(), MediaError> {
-    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    // The usual case first: the file ends with EOI, which then follows every scan.
+    if bytes.len() > 4 && bytes.ends_with(&[0xFF, 0xD9]) && find_marker(bytes, 0xDA).is_some() {
+        return Ok(());
+    }
+    let last_sos = rfind_marker(bytes, 0xDA);
     let has_eoi = match last_sos {
-        Some(pos) => bytes[pos..].windows(2).any(|w| w == [0xFF, 0xD9]),
+        Some(pos) => find_marker(&bytes[pos..], 0xD9).is_some(),
         None => false,
     };
     if has_eoi {
