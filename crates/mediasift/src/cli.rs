@@ -210,6 +210,9 @@ pub struct AudioBenchArgs {
     /// The faster-whisper side (needs `pip install faster-whisper`).
     #[arg(long, default_value = "scripts/bench/whisper_peer.py")]
     pub peer_script: std::path::PathBuf,
+    /// Python interpreter for the peer script.
+    #[arg(long, env = "MEDIASIFT_BENCH_PYTHON", default_value = "python3")]
+    pub python: String,
 }
 
 #[derive(Debug, Args)]

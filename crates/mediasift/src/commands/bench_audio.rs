@@ -213,14 +213,14 @@ fn peer(
     dir: &Path,
 ) -> Result<serde_json::Map<String, Value>, String> {
     let beams: Vec<String> = args.beams.iter().map(usize::to_string).collect();
-    let out = Command::new("python3")
+    let out = Command::new(&args.python)
         .arg(&args.peer_script)
         .arg(id)
         .arg(dir)
         .args(["--threads", &args.threads.to_string()])
         .args(["--beams", &beams.join(",")])
         .output()
-        .map_err(|e| format!("python3: {e}"))?;
+        .map_err(|e| format!("{}: {e}", args.python))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(format!(
