@@ -38,3 +38,20 @@ fetch_models() {
     echo "==> mediasift models fetch"
     cargo run -p mediasift --locked --quiet -- models fetch
 }
+
+# The benchmarks' Python peers: a venv at /var/tmp/mediasift-bench-py, given PyPI packages
+# installed unless the import check passes. Prints the venv's interpreter.
+# Usage: python=$(bench_python "import onnxruntime" onnxruntime)
+bench_python() {
+    local venv=/var/tmp/mediasift-bench-py check="$1"
+    shift
+    if ! "$venv/bin/python" -c "$check" 2>/dev/null; then
+        {
+            [ -x "$venv/bin/python" ] || python3 -m venv "$venv" || {
+                apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv "$venv"
+            }
+            "$venv/bin/pip" install -q "$@"
+        } >&2
+    fi
+    echo "$venv/bin/python"
+}

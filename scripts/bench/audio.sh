@@ -9,13 +9,7 @@ cd "$(dirname "$0")/../.."
 . scripts/lib.sh
 ensure_system_packages
 fetch_models
-venv=/var/tmp/mediasift-bench-py
-if ! "$venv/bin/python" -c "import faster_whisper" 2>/dev/null; then
-    [ -x "$venv/bin/python" ] || python3 -m venv "$venv" || {
-        apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv "$venv"
-    }
-    "$venv/bin/pip" install -q faster-whisper==1.2.1
-fi
+python=$(bench_python "import faster_whisper" faster-whisper==1.2.1)
 cargo build --release -p mediasift --locked
-RUST_LOG=warn MEDIASIFT_BENCH_PYTHON="$venv/bin/python" \
+RUST_LOG=warn MEDIASIFT_BENCH_PYTHON="$python" \
     "$CARGO_TARGET_DIR/release/mediasift" bench audio "$@"

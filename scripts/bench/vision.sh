@@ -9,13 +9,8 @@ cd "$(dirname "$0")/../.."
 . scripts/lib.sh
 ensure_system_packages
 fetch_models
-venv=/var/tmp/mediasift-bench-py
-if ! "$venv/bin/python" -c "import onnx, onnxruntime, numpy, PIL, safetensors" 2>/dev/null; then
-    python3 -m venv "$venv" || {
-        apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv "$venv"
-    }
-    "$venv/bin/pip" install -q onnx onnxruntime numpy pillow safetensors
-fi
+python=$(bench_python "import onnx, onnxruntime, numpy, PIL, safetensors" \
+    onnx onnxruntime numpy pillow safetensors)
 cargo build --release -p mediasift --locked
-RUST_LOG=warn MEDIASIFT_BENCH_PYTHON="$venv/bin/python" \
+RUST_LOG=warn MEDIASIFT_BENCH_PYTHON="$python" \
     "$CARGO_TARGET_DIR/release/mediasift" bench vision "$@"
