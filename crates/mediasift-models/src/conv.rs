@@ -17,12 +17,8 @@ use crate::conv_kernels::{self, Geometry};
 pub struct FastConv {
     weight: Tensor,
     bias: Tensor,
-    k: usize,
-    stride: usize,
-    padding: usize,
-    groups: usize,
     activation: Activation,
-    /// candle's own, for other devices and dtypes.
+    /// candle's own, for other devices and dtypes; its config holds stride, padding and groups.
     candle: Conv2d,
 }
 
@@ -51,10 +47,6 @@ impl FastConv {
             candle: Conv2d::new(w.clone(), Some(bias.clone()), cfg),
             weight: w,
             bias,
-            k,
-            stride,
-            padding,
-            groups,
             activation: Activation::None,
         })
     }
@@ -75,16 +67,22 @@ impl FastConv {
 
     /// Our CPU kernels, where they apply: `None` otherwise.
     fn forward_cpu(&self, x: &Tensor) -> Result<Option<Tensor>> {
-        let (cout, cin_g, _, _) = self.weight.dims4()?;
+        let (cout, cin_g, k, _) = self.weight.dims4()?;
         let (n, c, h, w) = x.dims4()?;
-        let depthwise = cin_g == 1 && self.groups == cout && cout == c;
+        let Conv2dConfig {
+            padding,
+            stride,
+            groups,
+            ..
+        } = *self.candle.config();
+        let depthwise = cin_g == 1 && groups == cout && cout == c;
         if !x.device().is_cpu()
             || x.dtype() != DType::F32
             || self.weight.dtype() != DType::F32
-            || !(self.groups == 1 || depthwise)
-            || c != cin_g * self.groups
-            || h + 2 * self.padding < self.k
-            || w + 2 * self.padding < self.k
+            || !(groups == 1 || depthwise)
+            || c != cin_g * groups
+            || h + 2 * padding < k
+            || w + 2 * padding < k
         {
             return Ok(None);
         }
@@ -94,9 +92,9 @@ impl FastConv {
             h,
             w,
             cout,
-            k: self.k,
-            stride: self.stride,
-            pad: self.padding,
+            k,
+            stride,
+            pad: padding,
         };
         let x = x.contiguous()?;
         let out = with_slice(&x, |xs| {

@@ -107,29 +107,19 @@ pub async fn rows(
     raw.models
         .paths
         .insert(resolved.id.clone(), checkpoint.clone());
-    let inference = mediasift_pipeline::inference_metrics();
-    let (batches_before, busy_before) = (
-        inference
-            .batch_size
-            .with_label_values(&["clip"])
-            .get_sample_count(),
-        inference
-            .seconds
-            .with_label_values(&["clip"])
-            .get_sample_sum(),
-    );
+    // Forward passes and their total time on the CLIP model, process-wide.
+    let clip_counters = || {
+        let m = mediasift_pipeline::inference_metrics();
+        (
+            m.batch_size.with_label_values(&["clip"]).get_sample_count(),
+            m.seconds.with_label_values(&["clip"]).get_sample_sum(),
+        )
+    };
+    let (batches_before, busy_before) = clip_counters();
     let (elapsed, summary) =
         super::bench_dist::analyze(raw, &dir.path().join("run"), &inputs).await?;
-    let batches = inference
-        .batch_size
-        .with_label_values(&["clip"])
-        .get_sample_count()
-        - batches_before;
-    let busy = inference
-        .seconds
-        .with_label_values(&["clip"])
-        .get_sample_sum()
-        - busy_before;
+    let (batches_after, busy_after) = clip_counters();
+    let (batches, busy) = (batches_after - batches_before, busy_after - busy_before);
     let e2e = images as f64 / elapsed.as_secs_f64();
     let analyzed: u64 = summary.kinds.values().map(|c| c.analyzed).sum();
     anyhow::ensure!(
