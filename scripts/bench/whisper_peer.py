@@ -28,6 +28,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--beams", default="1,5")
     ap.add_argument("--compute-types", default="float32,int8")
+    ap.add_argument("--word-timestamps", action="store_true")
     a = ap.parse_args()
     clips = sorted(f for f in os.listdir(a.clips_dir) if f.endswith(".f32"))
     audio = {c: np.fromfile(os.path.join(a.clips_dir, c), dtype="<f4") for c in clips}
@@ -43,7 +44,8 @@ def main():
                 for c in clips:
                     t0 = time.perf_counter()
                     segments, _ = model.transcribe(audio[c], beam_size=int(beam),
-                                                   temperature=0.0, vad_filter=False)
+                                                   temperature=0.0, vad_filter=False,
+                                                   word_timestamps=a.word_timestamps)
                     tokens = [t for s in segments for t in s.tokens]
                     res[c] = {"secs": time.perf_counter() - t0, "tokens": tokens}
                 out["results"].setdefault(ct, {})[beam] = res

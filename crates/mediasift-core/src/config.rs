@@ -125,6 +125,9 @@ pub struct TranscriptionConfig {
     pub beam_size: usize,
     /// Silero voice activity detection first: silence is skipped, never transcribed.
     pub vad: bool,
+    /// A start and end time for every word (cross-attention alignment, as faster-whisper's
+    /// `word_timestamps`).
+    pub word_timestamps: bool,
 }
 
 impl Default for TranscriptionConfig {
@@ -134,6 +137,7 @@ impl Default for TranscriptionConfig {
             language: String::new(),
             beam_size: 5,
             vad: true,
+            word_timestamps: true,
         }
     }
 }

@@ -32,6 +32,7 @@ mod store;
 mod text_embedding;
 mod torch_legacy;
 pub mod vad;
+pub mod vecmath;
 pub mod whisper;
 
 pub use catalog::{ModelFile, ModelSpec, PypiSource};

@@ -160,6 +160,61 @@ fn greedy_tokens_equal_faster_whisper() {
     }
 }
 
+/// Word timestamps (greedy, temperature 0) against faster-whisper's `word_timestamps=True` on
+/// the same audio: the same segments and tokens (word timing moves the next window's start),
+/// the same words, and their times within one 20 ms frame.
+#[test]
+fn word_timestamps_match_faster_whisper() {
+    for (id, entry) in reference()["models"].as_object().expect("models") {
+        let m = model(id);
+        for (clip, want) in entry["clips"].as_object().expect("clips") {
+            let opts = TranscribeOptions {
+                word_timestamps: true,
+                ..at_temperature_zero(1)
+            };
+            let t = m
+                .transcribe(&samples(&format!("audio/{clip}")), &opts)
+                .expect("transcribe");
+            let want_segments = want["word_segments"].as_array().expect("word segments");
+            assert_eq!(t.segments.len(), want_segments.len(), "{id} {clip}");
+            let (mut words, mut worst, mut worst_p) = (0, 0f64, 0f64);
+            for (ours, theirs) in t.segments.iter().zip(want_segments) {
+                let tokens: Vec<u32> =
+                    serde_json::from_value(theirs["tokens"].clone()).expect("ids");
+                assert_eq!(ours.tokens, tokens, "{id} {clip}");
+                let their_words = theirs["words"].as_array().expect("words");
+                let texts: Vec<&str> = ours.words.iter().map(|w| w.word.as_str()).collect();
+                let their_texts: Vec<&str> = their_words
+                    .iter()
+                    .map(|w| w["word"].as_str().expect("word"))
+                    .collect();
+                assert_eq!(texts, their_texts, "{id} {clip}");
+                for (w, tw) in ours.words.iter().zip(their_words) {
+                    let f = |k: &str| tw[k].as_f64().expect("number");
+                    worst = worst
+                        .max((w.start - f("start")).abs())
+                        .max((w.end - f("end")).abs());
+                    worst_p = worst_p.max((w.probability - f("probability")).abs());
+                    words += 1;
+                }
+                let f = |k: &str| theirs[k].as_f64().expect("number");
+                worst = worst
+                    .max((ours.start - f("start")).abs())
+                    .max((ours.end - f("end")).abs());
+            }
+            eprintln!(
+                "{id} {clip}: {words} words, times within {worst:.3} s, probabilities within {worst_p:.1e}"
+            );
+            assert!(words > 10, "{id} {clip}: {words} words");
+            assert!(worst <= 0.021, "{id} {clip}: a time is {worst:.3} s off");
+            assert!(
+                worst_p < 1e-3,
+                "{id} {clip}: a probability is {worst_p} off"
+            );
+        }
+    }
+}
+
 /// Lower-case words without punctuation, numbers and common abbreviations spelled out (as
 /// Whisper's English normaliser does before scoring).
 fn normalise(text: &str) -> Vec<String> {

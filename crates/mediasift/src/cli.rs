@@ -207,6 +207,10 @@ pub struct AudioBenchArgs {
     /// faster-whisper cpu_threads (candle uses every core).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Word timestamps on both sides (one more decoder pass per window; off by default, as
+    /// faster-whisper's default).
+    #[arg(long)]
+    pub word_timestamps: bool,
     /// The faster-whisper side (needs `pip install faster-whisper`).
     #[arg(long, default_value = "scripts/bench/whisper_peer.py")]
     pub peer_script: std::path::PathBuf,

@@ -174,16 +174,17 @@ fn row(logits: &Tensor, row: usize) -> Result<Vec<f32>> {
         .to_vec1::<f32>()
 }
 
-/// Decodes one window for one encoder output `audio` [1, 1500, D] after `prompt`.
+/// Decodes one window after `prompt`, from the decoder's state over the window's audio
+/// before any token (`fresh`, from [`super::model::Decoder::start`]).
 pub fn decode_window(
     model: &Whisper,
-    audio: &Tensor,
+    fresh: &DecoderState,
     prompt: &[u32],
     sp: &SpecialTokens,
     opts: &DecodeOptions,
 ) -> Result<WindowDecode> {
-    let device = audio.device();
-    let mut base = model.decoder.start(audio)?;
+    let device = fresh.device();
+    let mut base = fresh.clone();
     let prompt_t = Tensor::new(prompt, device)?.unsqueeze(0)?;
     let hidden = model.decoder.forward(&prompt_t, &mut base)?;
     let sot_index = prompt.iter().position(|&t| t == sp.sot).unwrap_or(0);
@@ -363,14 +364,14 @@ fn continue_decode(
 /// Language probabilities from the logits after `<|startoftranscript|>`, most probable first.
 pub fn detect_language(
     model: &Whisper,
-    audio: &Tensor,
+    fresh: &DecoderState,
     sp: &SpecialTokens,
 ) -> Result<Vec<(String, f32)>> {
     if !sp.multilingual() {
         return Ok(vec![("en".into(), 1.0)]);
     }
-    let mut state = model.decoder.start(audio)?;
-    let sot = Tensor::new(&[sp.sot], audio.device())?.unsqueeze(0)?;
+    let mut state = fresh.clone();
+    let sot = Tensor::new(&[sp.sot], fresh.device())?.unsqueeze(0)?;
     let hidden = model.decoder.forward(&sot, &mut state)?;
     let logits = row(&model.decoder.logits_at(&hidden, 0)?, 0)?;
     let lang: Vec<f32> = sp

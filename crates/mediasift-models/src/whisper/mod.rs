@@ -1,13 +1,16 @@
 //! Whisper speech recognition in candle: CTranslate2 import, log-mel features, a KV-cached
 //! decoder and faster-whisper's transcription loop (timestamps, language, fallback, guards).
 
+mod align;
 pub mod ct2;
 mod decode;
 mod gemv;
 pub mod mel;
 mod model;
+mod step_attention;
 mod tokens;
 mod transcribe;
+mod words;
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
@@ -18,6 +21,7 @@ pub use mel::{LogMel, MelExtractor};
 pub use model::{Whisper, WhisperConfig};
 pub use tokens::SpecialTokens;
 pub use transcribe::{Segment, TranscribeOptions, Transcript};
+pub use words::Word;
 
 use crate::{ModelError, Provenance, ResolvedModel};
 
@@ -28,6 +32,8 @@ pub struct WhisperModel {
     tokenizer: Tokenizer,
     tokens: SpecialTokens,
     mel: MelExtractor,
+    /// (decoder layer, head) pairs whose cross-attention follows word timing.
+    alignment_heads: Vec<(usize, usize)>,
     device: Device,
     provenance: Provenance,
 }
@@ -64,14 +70,22 @@ impl WhisperModel {
         let tensors =
             candle_core::safetensors::load(resolved.dir.join("model.safetensors"), device)
                 .map_err(|e| ModelError::load(id, e))?;
+        // CTranslate2 checkpoints store f16: decoder steps then read f16 copies (same values,
+        // half the memory traffic of a step, which is bound by it).
+        let half_weights = device.is_cpu()
+            && tensors
+                .get("model.decoder.embed_tokens.weight")
+                .is_some_and(|t| t.dtype() == DType::F16);
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         let mel = MelExtractor::new(dims.num_mel_bins);
-        let model = Whisper::load(vb, dims).map_err(|e| ModelError::load(id, e))?;
+        let alignment_heads = alignment_heads(&config, &dims);
+        let model = Whisper::load(vb, dims, half_weights).map_err(|e| ModelError::load(id, e))?;
         Ok(WhisperModel {
             model,
             tokenizer,
             tokens,
             mel,
+            alignment_heads,
             device: device.clone(),
             provenance: Provenance::of(resolved, device),
         })
@@ -113,6 +127,10 @@ impl WhisperModel {
         for s in &mut t.segments {
             s.start = speech.original_time(s.start, false);
             s.end = speech.original_time(s.end, true);
+            for w in &mut s.words {
+                w.start = speech.original_time(w.start, false);
+                w.end = speech.original_time(w.end, true);
+            }
         }
         t.duration = duration;
         Ok(t)
@@ -128,4 +146,32 @@ impl WhisperModel {
         self.transcribe_mel(&mel, opts)
             .map_err(|e| ModelError::inference(&self.provenance.id, e))
     }
+}
+
+/// The config's `alignment_heads` ((layer, head) pairs; CTranslate2 and Hugging Face
+/// checkpoints carry them), or every head of the second half of the decoder, as Whisper does
+/// for models without the list.
+fn alignment_heads(config: &Value, dims: &WhisperConfig) -> Vec<(usize, usize)> {
+    let listed: Vec<(usize, usize)> = config
+        .get("alignment_heads")
+        .and_then(Value::as_array)
+        .map(|pairs| {
+            pairs
+                .iter()
+                .filter_map(|p| {
+                    let p = p.as_array()?;
+                    let layer = usize::try_from(p.first()?.as_u64()?).ok()?;
+                    let head = usize::try_from(p.get(1)?.as_u64()?).ok()?;
+                    (layer < dims.decoder_layers && head < dims.decoder_attention_heads)
+                        .then_some((layer, head))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !listed.is_empty() {
+        return listed;
+    }
+    (dims.decoder_layers / 2..dims.decoder_layers)
+        .flat_map(|l| (0..dims.decoder_attention_heads).map(move |h| (l, h)))
+        .collect()
 }

@@ -22,22 +22,68 @@ pub struct WhisperConfig {
     pub decoder_attention_heads: usize,
 }
 
+/// A linear layer, plus an f16 copy of its weight for decoder steps when the checkpoint
+/// stores f16 (the same values in half the bytes; see [`super::gemv`]).
+#[derive(Debug)]
+struct Proj {
+    linear: Linear,
+    half: Option<Tensor>,
+}
+
+impl Proj {
+    fn load(vb: VarBuilder, dims: (usize, usize), bias: bool, half: bool) -> Result<Proj> {
+        let (in_dim, out_dim) = dims;
+        let linear = if bias {
+            candle_nn::linear(in_dim, out_dim, vb.clone())?
+        } else {
+            candle_nn::linear_no_bias(in_dim, out_dim, vb.clone())?
+        };
+        let half = if half {
+            Some(vb.get_unchecked_dtype("weight", DType::F16)?)
+        } else {
+            None
+        };
+        Ok(Proj { linear, half })
+    }
+
+    /// `x · Wᵀ + b`; a few rows (decoder steps) go through [`super::gemv`], reading the f16
+    /// copy when there is one.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let d = dims[dims.len() - 1];
+        let rows = x.elem_count() / d.max(1);
+        if rows <= super::gemv::MAX_ROWS {
+            let flat = x.reshape((rows, d))?;
+            let weight = self.half.as_ref().unwrap_or(self.linear.weight());
+            if let Some(y) = super::gemv::rows_times_transposed(&flat, weight, self.linear.bias())?
+            {
+                let mut out = dims;
+                if let Some(last) = out.last_mut() {
+                    *last = y.dim(1)?;
+                }
+                return y.reshape(out);
+            }
+        }
+        self.linear.forward(x)
+    }
+}
+
 #[derive(Debug)]
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
+    q: Proj,
+    k: Proj,
+    v: Proj,
+    out: Proj,
     heads: usize,
 }
 
 impl Attention {
-    fn load(vb: VarBuilder, d: usize, heads: usize) -> Result<Attention> {
+    fn load(vb: VarBuilder, d: usize, heads: usize, half: bool) -> Result<Attention> {
         Ok(Attention {
-            q: candle_nn::linear(d, d, vb.pp("q_proj"))?,
-            k: candle_nn::linear_no_bias(d, d, vb.pp("k_proj"))?,
-            v: candle_nn::linear(d, d, vb.pp("v_proj"))?,
-            out: candle_nn::linear(d, d, vb.pp("out_proj"))?,
+            q: Proj::load(vb.pp("q_proj"), (d, d), true, half)?,
+            k: Proj::load(vb.pp("k_proj"), (d, d), false, half)?,
+            v: Proj::load(vb.pp("v_proj"), (d, d), true, half)?,
+            out: Proj::load(vb.pp("out_proj"), (d, d), true, half)?,
             heads,
         })
     }
@@ -52,64 +98,72 @@ impl Attention {
 
     fn keys_values(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         Ok((
-            self.split(&project(&self.k, x)?)?,
-            self.split(&project(&self.v, x)?)?,
+            self.split(&self.k.forward(x)?)?,
+            self.split(&self.v.forward(x)?)?,
         ))
+    }
+
+    /// Scaled dot products of `x`'s queries with keys given transposed (`kt`: [B, H, D/H, T]):
+    /// [B, H, T_x, T], before the softmax.
+    fn scores(&self, x: &Tensor, kt: &Tensor) -> Result<Tensor> {
+        let d = x.dim(2)?;
+        let scale = ((d / self.heads) as f64).powf(-0.5);
+        let q = self.split(&(self.q.forward(x)? * scale)?)?;
+        q.matmul(kt)
+    }
+
+    /// One decoder step (`x` [rows, 1, D]) through the CPU step kernels: over each row's own
+    /// cached keys/values [rows, H, T, dh] (`cross`: false) or over one audio's keys, stored
+    /// transposed, and values (`cross`: true). `None` where the kernels do not apply.
+    fn step(&self, x: &Tensor, k: &Tensor, v: &Tensor, cross: bool) -> Result<Option<Tensor>> {
+        let (rows, t, d) = x.dims3()?;
+        if t != 1 || !x.device().is_cpu() {
+            return Ok(None);
+        }
+        let scale = ((d / self.heads) as f64).powf(-0.5);
+        let q = (self.q.forward(x)? * scale)?.reshape((rows, d))?;
+        let o = if cross {
+            super::step_attention::cross(&q, k, v)?
+        } else {
+            super::step_attention::cached(&q, k, v)?
+        };
+        o.map(|o| self.out.forward(&o.reshape((rows, 1, d))?))
+            .transpose()
     }
 
     /// Attention of `x` over keys given transposed (`kt`: [B, H, D/H, T]) and values (split
     /// into heads); `mask` is added to the scores.
     fn attend(&self, x: &Tensor, kt: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
-        let scale = ((d / self.heads) as f64).powf(-0.5);
-        let q = self.split(&(project(&self.q, x)? * scale)?)?;
-        let mut w = q.matmul(kt)?;
+        let mut w = self.scores(x, kt)?;
         if let Some(mask) = mask {
             w = w.broadcast_add(mask)?;
         }
-        let w = candle_nn::ops::softmax_last_dim(&w)?;
+        let w = crate::vecmath::softmax_last_dim(&w)?;
         let o = w.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        project(&self.out, &o)
+        self.out.forward(&o)
     }
-}
-
-/// `x · Wᵀ + b`; a few rows (decoder steps) go through [`super::gemv`].
-fn project(layer: &Linear, x: &Tensor) -> Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let d = dims[dims.len() - 1];
-    let rows = x.elem_count() / d.max(1);
-    if rows <= super::gemv::MAX_ROWS {
-        let flat = x.reshape((rows, d))?;
-        if let Some(y) = super::gemv::rows_times_transposed(&flat, layer.weight(), layer.bias())? {
-            let mut out = dims;
-            if let Some(last) = out.last_mut() {
-                *last = y.dim(1)?;
-            }
-            return y.reshape(out);
-        }
-    }
-    layer.forward(x)
 }
 
 #[derive(Debug)]
 struct Mlp {
     norm: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Proj,
+    fc2: Proj,
 }
 
 impl Mlp {
-    fn load(vb: &VarBuilder, d: usize) -> Result<Mlp> {
+    fn load(vb: &VarBuilder, d: usize, half: bool) -> Result<Mlp> {
         let hidden = vb.pp("fc1").get_unchecked("weight")?.dim(0)?;
         Ok(Mlp {
             norm: candle_nn::layer_norm(d, 1e-5, vb.pp("final_layer_norm"))?,
-            fc1: candle_nn::linear(d, hidden, vb.pp("fc1"))?,
-            fc2: candle_nn::linear(hidden, d, vb.pp("fc2"))?,
+            fc1: Proj::load(vb.pp("fc1"), (d, hidden), true, half)?,
+            fc2: Proj::load(vb.pp("fc2"), (hidden, d), true, half)?,
         })
     }
     fn residual(&self, x: &Tensor) -> Result<Tensor> {
-        let h = project(&self.fc1, &self.norm.forward(x)?)?.gelu_erf()?;
-        x + project(&self.fc2, &h)?
+        let h = crate::vecmath::gelu_erf(&self.fc1.forward(&self.norm.forward(x)?)?)?;
+        x + self.fc2.forward(&h)?
     }
 }
 
@@ -142,8 +196,8 @@ impl Encoder {
                 let vb = vb.pp(format!("layers.{i}"));
                 Ok(EncoderLayer {
                     norm: candle_nn::layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
-                    attn: Attention::load(vb.pp("self_attn"), d, c.encoder_attention_heads)?,
-                    mlp: Mlp::load(&vb, d)?,
+                    attn: Attention::load(vb.pp("self_attn"), d, c.encoder_attention_heads, false)?,
+                    mlp: Mlp::load(&vb, d, false)?,
                 })
             })
             .collect::<Result<_>>()?;
@@ -160,8 +214,8 @@ impl Encoder {
 
     /// Log-mel [B, n_mels, 3000] → audio features [B, 1500, D].
     pub fn forward(&self, mel: &Tensor) -> Result<Tensor> {
-        let x = self.conv1.forward(mel)?.gelu_erf()?;
-        let x = self.conv2.forward(&x)?.gelu_erf()?.transpose(1, 2)?;
+        let x = crate::vecmath::gelu_erf(&self.conv1.forward(mel)?)?;
+        let x = crate::vecmath::gelu_erf(&self.conv2.forward(&x)?)?.transpose(1, 2)?;
         let t = x.dim(1)?;
         let mut x = x.broadcast_add(&self.positions.narrow(0, 0, t)?)?;
         for layer in &self.layers {
@@ -194,6 +248,12 @@ pub struct DecoderState {
 }
 
 impl DecoderState {
+    pub fn device(&self) -> &Device {
+        self.cross_kv
+            .first()
+            .map_or(&Device::Cpu, |(k, _)| k.device())
+    }
+
     /// Keeps the sequences at `rows` of the self-attention cache (beam search reordering). The
     /// cross-attention keys/values stay shared: every row decodes the same audio.
     pub fn select(&self, rows: &Tensor) -> Result<DecoderState> {
@@ -215,6 +275,8 @@ impl DecoderState {
 #[derive(Debug)]
 pub struct Decoder {
     embed: Tensor,
+    /// f16 copy of `embed` for the output projection when the checkpoint stores f16.
+    embed_half: Option<Tensor>,
     positions: Tensor,
     layers: Vec<DecoderLayer>,
     norm: LayerNorm,
@@ -222,7 +284,7 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    fn load(vb: VarBuilder, c: &WhisperConfig) -> Result<Decoder> {
+    fn load(vb: VarBuilder, c: &WhisperConfig, half: bool) -> Result<Decoder> {
         let d = c.d_model;
         let layers = (0..c.decoder_layers)
             .map(|i| {
@@ -230,15 +292,24 @@ impl Decoder {
                 let heads = c.decoder_attention_heads;
                 Ok(DecoderLayer {
                     self_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
-                    self_attn: Attention::load(vb.pp("self_attn"), d, heads)?,
+                    self_attn: Attention::load(vb.pp("self_attn"), d, heads, half)?,
                     cross_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("encoder_attn_layer_norm"))?,
-                    cross_attn: Attention::load(vb.pp("encoder_attn"), d, heads)?,
-                    mlp: Mlp::load(&vb, d)?,
+                    cross_attn: Attention::load(vb.pp("encoder_attn"), d, heads, half)?,
+                    mlp: Mlp::load(&vb, d, half)?,
                 })
             })
             .collect::<Result<_>>()?;
+        let embed_half = if half {
+            Some(
+                vb.pp("embed_tokens")
+                    .get_unchecked_dtype("weight", DType::F16)?,
+            )
+        } else {
+            None
+        };
         Ok(Decoder {
             embed: vb.pp("embed_tokens").get((c.vocab_size, d), "weight")?,
+            embed_half,
             positions: vb
                 .pp("embed_positions")
                 .get((c.max_target_positions, d), "weight")?,
@@ -267,6 +338,18 @@ impl Decoder {
 
     /// Runs `tokens` [B, T] from the state's position; returns the final hidden states [B, T, D].
     pub fn forward(&self, tokens: &Tensor, state: &mut DecoderState) -> Result<Tensor> {
+        Ok(self.forward_capturing(tokens, state, &[])?.0)
+    }
+
+    /// [`Decoder::forward`], also returning the cross-attention scores (before the softmax)
+    /// of the (layer, head) pairs in `heads` for the first sequence: [T, audio frames] each.
+    pub fn forward_capturing(
+        &self,
+        tokens: &Tensor,
+        state: &mut DecoderState,
+        heads: &[(usize, usize)],
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let mut captured = Vec::with_capacity(heads.len());
         let (_, t) = tokens.dims2()?;
         let start = state.position;
         if start + t > self.max_positions {
@@ -282,11 +365,12 @@ impl Decoder {
         } else {
             None
         };
-        for ((layer, cache), (ck, cv)) in self
+        for (index, ((layer, cache), (ck, cv))) in self
             .layers
             .iter()
             .zip(state.self_kv.iter_mut())
             .zip(&state.cross_kv)
+            .enumerate()
         {
             let h = layer.self_norm.forward(&x)?;
             let (k, v) = layer.self_attn.keys_values(&h)?;
@@ -294,11 +378,28 @@ impl Decoder {
                 Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
                 None => (k, v),
             };
-            x = (&x + layer.self_attn.attend(&h, &k.t()?, &v, mask.as_ref())?)?;
+            let attended = match layer.self_attn.step(&h, &k, &v, false)? {
+                Some(a) => a,
+                None => layer.self_attn.attend(&h, &k.t()?, &v, mask.as_ref())?,
+            };
+            x = (&x + attended)?;
             *cache = Some((k, v));
             let h = layer.cross_norm.forward(&x)?;
+            if heads.iter().any(|&(l, _)| l == index) {
+                let scores = layer.cross_attn.scores(&h, ck)?.get(0)?;
+                for &(_, head) in heads.iter().filter(|&&(l, _)| l == index) {
+                    captured.push(scores.get(head)?);
+                }
+            }
             let (rows, steps, d) = h.dims3()?;
-            let cross = if rows > 1 && ck.dim(0)? == 1 && steps == 1 {
+            let stepped = if ck.dim(0)? == 1 {
+                layer.cross_attn.step(&h, ck, cv, true)?
+            } else {
+                None
+            };
+            let cross = if let Some(c) = stepped {
+                c
+            } else if rows > 1 && ck.dim(0)? == 1 && steps == 1 {
                 // Several hypotheses over one audio: attend as one row of `rows` queries.
                 let out = layer
                     .cross_attn
@@ -311,7 +412,14 @@ impl Decoder {
             x = layer.mlp.residual(&x)?;
         }
         state.position = start + t;
-        Ok(x)
+        Ok((x, captured))
+    }
+
+    /// Logits [B, T, vocab] of hidden states [B, T, D].
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.norm
+            .forward(hidden)?
+            .broadcast_matmul(&self.embed.t()?)
     }
 
     /// Logits [B, vocab] of the hidden state at position `index` of `hidden` [B, T, D].
@@ -320,7 +428,8 @@ impl Decoder {
             .norm
             .forward(&hidden.narrow(1, index, 1)?)?
             .squeeze(1)?;
-        match super::gemv::rows_times_transposed(&h, &self.embed, None)? {
+        let weight = self.embed_half.as_ref().unwrap_or(&self.embed);
+        match super::gemv::rows_times_transposed(&h, weight, None)? {
             Some(logits) => Ok(logits),
             None => h.matmul(&self.embed.t()?),
         }
@@ -352,11 +461,13 @@ pub struct Whisper {
 }
 
 impl Whisper {
-    pub fn load(vb: VarBuilder, config: WhisperConfig) -> Result<Whisper> {
+    /// Loads the model; `half_weights`: the checkpoint stores f16, so decoder steps may read
+    /// f16 copies of the decoder's weights (the same values).
+    pub fn load(vb: VarBuilder, config: WhisperConfig, half_weights: bool) -> Result<Whisper> {
         let vb = vb.pp("model");
         Ok(Whisper {
             encoder: Encoder::load(vb.pp("encoder"), &config)?,
-            decoder: Decoder::load(vb.pp("decoder"), &config)?,
+            decoder: Decoder::load(vb.pp("decoder"), &config, half_weights)?,
             config,
         })
     }

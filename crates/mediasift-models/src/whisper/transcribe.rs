@@ -8,8 +8,11 @@ use candle_core::Tensor;
 use serde::Serialize;
 
 use super::WhisperModel;
+use super::align::{AlignInput, find_alignment};
 use super::decode::{DecodeOptions, WindowDecode, decode_window, detect_language};
 use super::mel::{FRAME_SECONDS, LogMel, WINDOW_FRAMES};
+use super::model::DecoderState;
+use super::words::{Piece, Word, assign_words, last_end};
 
 type Result<T> = candle_core::Result<T>;
 
@@ -32,6 +35,9 @@ pub struct TranscribeOptions {
     pub condition_on_previous_text: bool,
     pub prompt_reset_on_temperature: f32,
     pub max_initial_timestamp: f64,
+    /// Times for every word, from the cross-attention of the alignment heads (one more decoder
+    /// pass per window; the next window then starts after the last word, as in faster-whisper).
+    pub word_timestamps: bool,
 }
 
 impl Default for TranscribeOptions {
@@ -47,6 +53,7 @@ impl Default for TranscribeOptions {
             condition_on_previous_text: true,
             prompt_reset_on_temperature: 0.5,
             max_initial_timestamp: 1.0,
+            word_timestamps: false,
         }
     }
 }
@@ -63,6 +70,9 @@ pub struct Segment {
     pub compression_ratio: f64,
     #[serde(skip)]
     pub tokens: Vec<u32>,
+    /// With `word_timestamps`; empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub words: Vec<Word>,
 }
 
 /// A file's transcript.
@@ -90,8 +100,10 @@ pub fn compression_ratio(text: &str) -> f64 {
 }
 
 struct Split {
-    segments: Vec<(f64, f64, Vec<u32>)>,
+    pieces: Vec<Piece>,
     seek: usize,
+    /// The window's last segment ends with a lone timestamp (it runs to the window's end).
+    single_timestamp_ending: bool,
 }
 
 impl WhisperModel {
@@ -113,8 +125,9 @@ impl WhisperModel {
             let segment_size = WINDOW_FRAMES.min(content_frames - seek);
             let time_offset = seek as f64 * FRAME_SECONDS;
             let audio = self.encode(&mel.window(seek, segment_size))?;
+            let fresh = self.model.decoder.start(&audio)?;
             if language.is_none() {
-                let probs = detect_language(&self.model, &audio, sp)?;
+                let probs = detect_language(&self.model, &fresh, sp)?;
                 language = probs.into_iter().next();
             }
             let (lang_code, _) = language.clone().unwrap_or(("en".into(), 0.0));
@@ -128,7 +141,7 @@ impl WhisperModel {
             }
             prompt.extend(sp.sot_sequence(lang_token));
 
-            let (result, compression) = self.decode_with_fallback(&audio, &prompt, opts, seek)?;
+            let (result, compression) = self.decode_with_fallback(&fresh, &prompt, opts, seek)?;
             if result.no_speech_prob > opts.no_speech_threshold
                 && result.avg_logprob() <= opts.log_prob_threshold
             {
@@ -139,21 +152,51 @@ impl WhisperModel {
             let previous_seek = seek;
             let split = self.split_by_timestamps(&result.tokens, time_offset, segment_size, seek);
             seek = split.seek;
-            for (start, end, tokens) in split.segments {
-                let text = self.decode_text(&tokens);
-                if start == end || text.trim().is_empty() {
+            let mut pieces = split.pieces;
+            if opts.word_timestamps {
+                let text: Vec<u32> = pieces
+                    .iter()
+                    .flat_map(|p| p.tokens.iter().copied().filter(|&t| t < sp.eot))
+                    .collect();
+                let sot_sequence = sp.sot_sequence(lang_token);
+                let alignment = find_alignment(
+                    &AlignInput {
+                        model: &self.model,
+                        fresh: &fresh,
+                        sp,
+                        tokenizer: &self.tokenizer,
+                        language: &lang_code,
+                        sot_sequence: &sot_sequence,
+                        num_frames: segment_size,
+                        heads: &self.alignment_heads,
+                    },
+                    &text,
+                )?;
+                // faster-whisper passes 0 as the previous speech end for every window.
+                assign_words(&mut pieces, alignment, sp.eot, time_offset, 0.0);
+                if !split.single_timestamp_ending
+                    && let Some(end) = last_end(&pieces)
+                    && end > time_offset
+                {
+                    seek = (end / FRAME_SECONDS).round() as usize;
+                }
+            }
+            for piece in pieces {
+                let text = self.decode_text(&piece.tokens);
+                if piece.start == piece.end || text.trim().is_empty() {
                     continue;
                 }
-                all_tokens.extend_from_slice(&tokens);
+                all_tokens.extend_from_slice(&piece.tokens);
                 segments.push(Segment {
-                    start,
-                    end,
+                    start: piece.start,
+                    end: piece.end,
                     text,
                     avg_logprob: result.avg_logprob(),
                     no_speech_prob: result.no_speech_prob,
                     temperature: result.temperature,
                     compression_ratio: compression,
-                    tokens,
+                    tokens: piece.tokens,
+                    words: piece.words,
                 });
             }
             if !opts.condition_on_previous_text
@@ -191,7 +234,7 @@ impl WhisperModel {
 
     fn decode_with_fallback(
         &self,
-        audio: &Tensor,
+        fresh: &DecoderState,
         prompt: &[u32],
         opts: &TranscribeOptions,
         seek: usize,
@@ -207,7 +250,7 @@ impl WhisperModel {
         for &temperature in temperatures {
             let d = decode_window(
                 &self.model,
-                audio,
+                fresh,
                 prompt,
                 &self.tokens,
                 &DecodeOptions {
@@ -270,6 +313,12 @@ impl WhisperModel {
             .collect();
         let mut segments = Vec::new();
         let mut seek = seek;
+        let piece = |start: f64, end: f64, tokens: &[u32]| Piece {
+            start,
+            end,
+            tokens: tokens.to_vec(),
+            words: Vec::new(),
+        };
         if !consecutive.is_empty() {
             let mut slices = consecutive;
             if single_timestamp_ending {
@@ -279,10 +328,10 @@ impl WhisperModel {
             for &cut in &slices {
                 let part = &tokens[last..cut];
                 if let (Some(&first), Some(&end)) = (part.first(), part.last()) {
-                    segments.push((
+                    segments.push(piece(
                         time_offset + position(first) * TIME_PRECISION,
                         time_offset + position(end) * TIME_PRECISION,
-                        part.to_vec(),
+                        part,
                     ));
                 }
                 last = cut;
@@ -300,10 +349,14 @@ impl WhisperModel {
             {
                 duration = position(last_ts) * TIME_PRECISION;
             }
-            segments.push((time_offset, time_offset + duration, tokens.to_vec()));
+            segments.push(piece(time_offset, time_offset + duration, tokens));
             seek += segment_size;
         }
-        Split { segments, seek }
+        Split {
+            pieces: segments,
+            seek,
+            single_timestamp_ending,
+        }
     }
 
     /// Text of the tokens below end-of-text (timestamps and special tokens dropped).

@@ -32,6 +32,7 @@ impl Transcript {
             options: TranscribeOptions {
                 language: (!cfg.language.is_empty()).then(|| cfg.language.clone()),
                 beam_size: cfg.beam_size,
+                word_timestamps: cfg.word_timestamps,
                 ..TranscribeOptions::default()
             },
             running: Arc::new(Mutex::new(())),
@@ -53,12 +54,14 @@ impl Analyzer for Transcript {
         "1"
     }
 
-    /// Beam width, forced language and the VAD change the text, so they are in the revision.
+    /// Beam width, forced language, the VAD and word timestamps (which move the next window's
+    /// start) change the result, so they are in the revision.
     fn revision(&self) -> String {
         format!(
-            "{}+beam{}+lang:{}+vad:{}",
+            "{}+beam{}+words:{}+lang:{}+vad:{}",
             super::model_revision(self.version(), self.model.provenance()),
             self.options.beam_size,
+            self.options.word_timestamps,
             self.options.language.as_deref().unwrap_or("auto"),
             self.vad
                 .as_ref()
@@ -99,13 +102,29 @@ impl Analyzer for Transcript {
         let segments: Vec<_> = kept
             .iter()
             .map(|s| {
-                json!({
+                let mut segment = json!({
                     "start": round2(s.start),
                     "end": round2(s.end.min(t.duration)),
                     "text": s.text.trim(),
                     "avg_logprob": round4(s.avg_logprob as f32),
                     "no_speech_prob": round4(s.no_speech_prob),
-                })
+                });
+                if self.options.word_timestamps {
+                    segment["words"] = s
+                        .words
+                        .iter()
+                        .filter(|w| w.start < t.duration)
+                        .map(|w| {
+                            json!({
+                                "word": w.word.trim(),
+                                "start": round2(w.start),
+                                "end": round2(w.end.min(t.duration)),
+                                "probability": round4(w.probability as f32),
+                            })
+                        })
+                        .collect();
+                }
+                segment
             })
             .collect();
         Some(Output::value(json!({

@@ -62,6 +62,7 @@ pub fn audio(g: &GlobalArgs, args: AudioBenchArgs) -> anyhow::Result<()> {
                 let opts = TranscribeOptions {
                     temperatures: vec![0.0],
                     beam_size: beam,
+                    word_timestamps: args.word_timestamps,
                     ..TranscribeOptions::default()
                 };
                 // Warm-up, as the peer does.
@@ -219,6 +220,7 @@ fn peer(
         .arg(dir)
         .args(["--threads", &args.threads.to_string()])
         .args(["--beams", &beams.join(",")])
+        .args(args.word_timestamps.then_some("--word-timestamps"))
         .output()
         .map_err(|e| format!("{}: {e}", args.python))?;
     if !out.status.success() {

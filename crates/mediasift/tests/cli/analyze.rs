@@ -167,6 +167,23 @@ fn analyze_records_every_fixture_as_the_manifest_expects() {
                     let (start, end) = (s["start"].as_f64().unwrap(), s["end"].as_f64().unwrap());
                     assert!(start < end, "{path}: {s}");
                     assert!(s["text"].as_str().is_some_and(|x| !x.is_empty()), "{path}");
+                    // Word timestamps (on by default): the segment's text word by word, in
+                    // order, inside the file.
+                    let words = s["words"].as_array().expect("words");
+                    let squeeze = |x: &str| x.split_whitespace().collect::<String>();
+                    let joined: String = words.iter().filter_map(|w| w["word"].as_str()).collect();
+                    assert_eq!(
+                        squeeze(&joined),
+                        squeeze(s["text"].as_str().unwrap()),
+                        "{path}"
+                    );
+                    let duration = a["metadata"]["duration_secs"].as_f64().unwrap();
+                    let mut previous = 0.0;
+                    for w in words {
+                        let (ws, we) = (w["start"].as_f64().unwrap(), w["end"].as_f64().unwrap());
+                        assert!(previous <= ws && ws <= we && we <= duration, "{path}: {w}");
+                        previous = ws;
+                    }
                 }
                 assert!(t["text"].as_str().is_some_and(|x| x.len() > 5), "{path}");
                 assert_eq!(a["text_embedding"]["source"], "transcript", "{path}");
