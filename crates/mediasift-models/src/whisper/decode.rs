@@ -267,7 +267,7 @@ fn beam_search(
         }
         candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
         let mut next: Vec<(Vec<u32>, f64)> = Vec::new();
-        let mut parents: Vec<u32> = Vec::new();
+        let mut parents: Vec<usize> = Vec::new();
         let mut newly_finished: Vec<(Vec<u32>, f64)> = Vec::new();
         for (score, parent, token) in candidates {
             if token == sp.eot {
@@ -276,7 +276,7 @@ fn beam_search(
                 let mut tokens = hyps[parent].0.clone();
                 tokens.push(token);
                 next.push((tokens, score));
-                parents.push(parent as u32);
+                parents.push(parent);
                 if next.len() == beam {
                     break;
                 }
@@ -291,8 +291,7 @@ fn beam_search(
         if finished.len() >= beam || next.is_empty() {
             break;
         }
-        let index = Tensor::new(parents.as_slice(), ctx.device)?;
-        state = state.select(&index)?;
+        state = state.select(&parents)?;
         let last: Vec<u32> = next.iter().map(|(t, _)| t[t.len() - 1]).collect();
         let input = Tensor::new(last.as_slice(), ctx.device)?.unsqueeze(1)?;
         let hidden = ctx.model.decoder.forward(&input, &mut state)?;

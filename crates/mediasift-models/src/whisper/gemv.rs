@@ -13,6 +13,12 @@
 
 use candle_core::{DType, Storage, Tensor};
 use half::f16;
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma",
+    target_feature = "f16c"
+)))]
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
@@ -23,6 +29,12 @@ pub const MAX_ROWS: usize = 8;
 /// Output features per parallel task.
 const BLOCK: usize = 256;
 
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma",
+    target_feature = "f16c"
+)))]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -47,6 +59,12 @@ enum Weights<'a> {
     F16(&'a [f16]),
 }
 
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma",
+    target_feature = "f16c"
+)))]
 impl Weights<'_> {
     /// Row `o` as f32: borrowed, or widened into `buf`.
     fn row<'b>(&'b self, o: usize, in_dim: usize, buf: &'b mut [f32]) -> &'b [f32] {
@@ -56,6 +74,56 @@ impl Weights<'_> {
                 w[o * in_dim..(o + 1) * in_dim].convert_to_f32_slice(buf);
                 buf
             }
+        }
+    }
+}
+
+/// Outputs of the weight rows from `first` on, `rows` values each, into `outs`.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma",
+    target_feature = "f16c"
+))]
+fn block_rows(
+    weights: Weights<'_>,
+    xs: &[f32],
+    rows: usize,
+    in_dim: usize,
+    first: usize,
+    bias: Option<&[f32]>,
+    outs: &mut [f32],
+) {
+    use super::gemv_simd::block;
+    match weights {
+        Weights::F32(w) => block(w, xs, rows, in_dim, first, bias, outs),
+        Weights::F16(w) => block(w, xs, rows, in_dim, first, bias, outs),
+    }
+}
+
+/// Portable version: each row widened to f32, then plain dot products.
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma",
+    target_feature = "f16c"
+)))]
+fn block_rows(
+    weights: Weights<'_>,
+    xs: &[f32],
+    rows: usize,
+    in_dim: usize,
+    first: usize,
+    bias: Option<&[f32]>,
+    outs: &mut [f32],
+) {
+    let mut buf = vec![0f32; in_dim];
+    for (j, slot) in outs.chunks_mut(rows).enumerate() {
+        let o = first + j;
+        let row = weights.row(o, in_dim, &mut buf);
+        let b = bias.map_or(0.0, |b| b[o]);
+        for (r, s) in slot.iter_mut().enumerate() {
+            *s = dot(row, &xs[r * in_dim..(r + 1) * in_dim]) + b;
         }
     }
 }
@@ -95,15 +163,15 @@ pub fn rows_times_transposed(
         .par_chunks_mut(BLOCK * rows)
         .enumerate()
         .for_each(|(block, chunk)| {
-            let mut buf = vec![0f32; in_dim];
-            for (j, outs) in chunk.chunks_mut(rows).enumerate() {
-                let o = block * BLOCK + j;
-                let row = weights.row(o, in_dim, &mut buf);
-                let b = bias.as_ref().map_or(0.0, |b| b[o]);
-                for (r, slot) in outs.iter_mut().enumerate() {
-                    *slot = dot(row, &xs[r * in_dim..(r + 1) * in_dim]) + b;
-                }
-            }
+            block_rows(
+                weights,
+                &xs,
+                rows,
+                in_dim,
+                block * BLOCK,
+                bias.as_deref(),
+                chunk,
+            );
         });
     drop(guard);
     let mut y = vec![0f32; rows * out_dim];
@@ -157,6 +225,38 @@ mod tests {
         assert!(
             rows_times_transposed(&Tensor::zeros((9, 72), DType::F32, &d)?, &w16, None)?.is_none()
         );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    #[ignore]
+    fn gemv_bandwidth() -> Result<()> {
+        let d = Device::Cpu;
+        let w32 = Tensor::randn(0f32, 1.0, (51865, 512), &d)?;
+        let w16 = w32.to_dtype(DType::F16)?;
+        for rows in [1, 5] {
+            let x = Tensor::randn(0f32, 1.0, (rows, 512), &d)?;
+            for (name, w, bytes) in [("f32", &w32, 4.0), ("f16", &w16, 2.0)] {
+                rows_times_transposed(&x, w, None)?;
+                let n = 20;
+                let t = std::time::Instant::now();
+                for _ in 0..n {
+                    std::hint::black_box(rows_times_transposed(&x, w, None)?);
+                }
+                let s = t.elapsed().as_secs_f64() / n as f64;
+                eprintln!(
+                    "rows {rows} {name}: {:.2} ms, {:.1} GB/s",
+                    s * 1e3,
+                    51865.0 * 512.0 * bytes / s / 1e9
+                );
+            }
+        }
         Ok(())
     }
 }

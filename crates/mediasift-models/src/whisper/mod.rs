@@ -5,6 +5,14 @@ mod align;
 pub mod ct2;
 mod decode;
 mod gemv;
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma",
+    target_feature = "f16c"
+))]
+mod gemv_simd;
+mod kv_cache;
 pub mod mel;
 mod model;
 mod step_attention;

@@ -6,6 +6,8 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
+use super::kv_cache::KvCache;
+
 type Result<T> = candle_core::Result<T>;
 
 /// Model dimensions, from a Hugging Face Whisper `config.json`.
@@ -68,6 +70,14 @@ impl Proj {
     }
 }
 
+/// What a decoder step attends over.
+enum StepOver<'a> {
+    /// One audio's keys, transposed [1, H, dh, S], and values [1, H, S, dh].
+    Audio(&'a Tensor, &'a Tensor),
+    /// Each sequence's own cached keys and values.
+    Cache(&'a KvCache),
+}
+
 #[derive(Debug)]
 struct Attention {
     q: Proj,
@@ -113,19 +123,18 @@ impl Attention {
     }
 
     /// One decoder step (`x` [rows, 1, D]) through the CPU step kernels: over each row's own
-    /// cached keys/values [rows, H, T, dh] (`cross`: false) or over one audio's keys, stored
-    /// transposed, and values (`cross`: true). `None` where the kernels do not apply.
-    fn step(&self, x: &Tensor, k: &Tensor, v: &Tensor, cross: bool) -> Result<Option<Tensor>> {
+    /// cached keys and values, or over one audio's keys, stored transposed, and values.
+    /// `None` where the kernels do not apply.
+    fn step(&self, x: &Tensor, over: StepOver<'_>) -> Result<Option<Tensor>> {
         let (rows, t, d) = x.dims3()?;
         if t != 1 || !x.device().is_cpu() {
             return Ok(None);
         }
         let scale = ((d / self.heads) as f64).powf(-0.5);
         let q = (self.q.forward(x)? * scale)?.reshape((rows, d))?;
-        let o = if cross {
-            super::step_attention::cross(&q, k, v)?
-        } else {
-            super::step_attention::cached(&q, k, v)?
+        let o = match over {
+            StepOver::Audio(kt, v) => super::step_attention::cross(&q, kt, v)?,
+            StepOver::Cache(cache) => super::step_attention::cached(&q, cache, self.heads)?,
         };
         o.map(|o| self.out.forward(&o.reshape((rows, 1, d))?))
             .transpose()
@@ -240,7 +249,7 @@ struct DecoderLayer {
 /// The decoder's state for a batch of sequences over one batch of encoder outputs.
 #[derive(Debug, Clone)]
 pub struct DecoderState {
-    self_kv: Vec<Option<(Tensor, Tensor)>>,
+    self_kv: Vec<KvCache>,
     /// Cross-attention (keys transposed, values) per layer.
     cross_kv: Vec<(Tensor, Tensor)>,
     /// Tokens consumed so far (the next token's position).
@@ -254,17 +263,14 @@ impl DecoderState {
             .map_or(&Device::Cpu, |(k, _)| k.device())
     }
 
-    /// Keeps the sequences at `rows` of the self-attention cache (beam search reordering). The
+    /// Keeps the sequences `parents[i]`, in that order (beam search reordering). The
     /// cross-attention keys/values stay shared: every row decodes the same audio.
-    pub fn select(&self, rows: &Tensor) -> Result<DecoderState> {
-        let pick = |(k, v): &(Tensor, Tensor)| -> Result<(Tensor, Tensor)> {
-            Ok((k.index_select(rows, 0)?, v.index_select(rows, 0)?))
-        };
+    pub fn select(&self, parents: &[usize]) -> Result<DecoderState> {
         Ok(DecoderState {
             self_kv: self
                 .self_kv
                 .iter()
-                .map(|kv| kv.as_ref().map(pick).transpose())
+                .map(|kv| kv.select(parents))
                 .collect::<Result<_>>()?,
             cross_kv: self.cross_kv.clone(),
             position: self.position,
@@ -322,7 +328,7 @@ impl Decoder {
     /// A fresh state over encoder outputs `audio` [B, 1500, D].
     pub fn start(&self, audio: &Tensor) -> Result<DecoderState> {
         Ok(DecoderState {
-            self_kv: vec![None; self.layers.len()],
+            self_kv: vec![KvCache::default(); self.layers.len()],
             cross_kv: self
                 .layers
                 .iter()
@@ -373,17 +379,23 @@ impl Decoder {
             .enumerate()
         {
             let h = layer.self_norm.forward(&x)?;
-            let (k, v) = layer.self_attn.keys_values(&h)?;
-            let (k, v) = match cache.take() {
-                Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-                None => (k, v),
-            };
-            let attended = match layer.self_attn.step(&h, &k, &v, false)? {
+            let attn = &layer.self_attn;
+            let (k, v) = (attn.k.forward(&h)?, attn.v.forward(&h)?);
+            let was_empty = cache.is_empty();
+            cache.append(&k, &v)?;
+            let attended = match attn.step(&h, StepOver::Cache(cache))? {
                 Some(a) => a,
-                None => layer.self_attn.attend(&h, &k.t()?, &v, mask.as_ref())?,
+                None => {
+                    let (k, v) = if was_empty {
+                        (k, v)
+                    } else {
+                        cache.tensors(h.device())?
+                    };
+                    let (k, v) = (attn.split(&k)?, attn.split(&v)?);
+                    attn.attend(&h, &k.t()?, &v, mask.as_ref())?
+                }
             };
             x = (&x + attended)?;
-            *cache = Some((k, v));
             let h = layer.cross_norm.forward(&x)?;
             if heads.iter().any(|&(l, _)| l == index) {
                 let scores = layer.cross_attn.scores(&h, ck)?.get(0)?;
@@ -393,7 +405,7 @@ impl Decoder {
             }
             let (rows, steps, d) = h.dims3()?;
             let stepped = if ck.dim(0)? == 1 {
-                layer.cross_attn.step(&h, ck, cv, true)?
+                layer.cross_attn.step(&h, StepOver::Audio(ck, cv))?
             } else {
                 None
             };

@@ -9,6 +9,7 @@
 use candle_core::{DType, Storage, Tensor};
 use rayon::prelude::*;
 
+use super::kv_cache::KvCache;
 use crate::vecmath::softmax_row;
 
 type Result<T> = candle_core::Result<T>;
@@ -88,45 +89,42 @@ pub fn cross(q: &Tensor, kt: &Tensor, v: &Tensor) -> Result<Option<Tensor>> {
 }
 
 /// Self-attention of one new query per sequence `q` [rows, H·dh] (already scaled) over that
-/// sequence's cached keys and values (`k`, `v` [rows, H, T, dh], the new token's included):
-/// [rows, H·dh]. `None` when the tensors are not contiguous f32 on the CPU.
-pub fn cached(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<Tensor>> {
+/// sequence's cached keys and values (the new token's included): [rows, H·dh]. `None` when
+/// the query is not contiguous f32 on the CPU or the cache holds other rows.
+pub fn cached(q: &Tensor, cache: &KvCache, heads: usize) -> Result<Option<Tensor>> {
     let (rows, d) = q.dims2()?;
-    let (kr, heads, t, dh) = k.dims4()?;
-    if kr != rows || heads * dh != d || v.dims4()? != (rows, heads, t, dh) {
+    if rows != cache.rows() || heads == 0 || d % heads != 0 || cache.is_empty() {
         return Ok(None);
     }
+    let dh = d / heads;
     let Some(qs) = with_slice(&q.contiguous()?, <[f32]>::to_vec)? else {
         return Ok(None);
     };
-    let outs = with_slice(k, |k| {
-        with_slice(v, |v| {
-            (0..rows * heads)
-                .into_par_iter()
-                .map(|rh| {
-                    let (r, h) = (rh / heads, rh % heads);
-                    let q = &qs[r * d + h * dh..r * d + (h + 1) * dh];
-                    let k = &k[rh * t * dh..(rh + 1) * t * dh];
-                    let v = &v[rh * t * dh..(rh + 1) * t * dh];
-                    let mut scores: Vec<f32> = k
-                        .chunks_exact(dh)
-                        .map(|krow| krow.iter().zip(q).map(|(a, b)| a * b).sum())
-                        .collect();
-                    softmax_row(&mut scores);
-                    let mut out = vec![0f32; dh];
-                    for (&p, vrow) in scores.iter().zip(v.chunks_exact(dh)) {
-                        axpy(&mut out, p, vrow);
-                    }
-                    out
-                })
-                .collect::<Vec<Vec<f32>>>()
+    let outs: Vec<Vec<f32>> = (0..rows * heads)
+        .into_par_iter()
+        .map(|rh| {
+            let (r, h) = (rh / heads, rh % heads);
+            let q = &qs[r * d + h * dh..r * d + (h + 1) * dh];
+            let seq = cache.sequence(r);
+            // Position t's head h: d values apart from position t + 1's.
+            let head = |buf: &[f32]| -> Vec<std::ops::Range<usize>> {
+                (0..buf.len() / d)
+                    .map(|t| t * d + h * dh..t * d + (h + 1) * dh)
+                    .collect()
+            };
+            let spans = head(&seq.keys);
+            let mut scores: Vec<f32> = spans
+                .iter()
+                .map(|s| seq.keys[s.clone()].iter().zip(q).map(|(a, b)| a * b).sum())
+                .collect();
+            softmax_row(&mut scores);
+            let mut out = vec![0f32; dh];
+            for (&p, s) in scores.iter().zip(&spans) {
+                axpy(&mut out, p, &seq.values[s.clone()]);
+            }
+            out
         })
-    })?
-    .transpose()?
-    .flatten();
-    let Some(outs) = outs else {
-        return Ok(None);
-    };
+        .collect();
     // (row, head) order is [rows, H, dh]: already the output layout.
     Ok(Some(Tensor::from_vec(
         outs.concat(),
@@ -176,20 +174,29 @@ mod tests {
     fn cached_self_attention_matches_candle() -> Result<()> {
         let dev = Device::Cpu;
         let (rows, heads, t, dh) = (3, 4, 9, 16);
-        let k = Tensor::randn(0f32, 1.0, (rows, heads, t, dh), &dev)?;
-        let v = Tensor::randn(0f32, 1.0, (rows, heads, t, dh), &dev)?;
+        // Projections [rows, T, H·dh], cached in two appends.
+        let k = Tensor::randn(0f32, 1.0, (rows, t, heads * dh), &dev)?;
+        let v = Tensor::randn(0f32, 1.0, (rows, t, heads * dh), &dev)?;
+        let mut cache = KvCache::default();
+        cache.append(&k.narrow(1, 0, 5)?, &v.narrow(1, 0, 5)?)?;
+        cache.append(&k.narrow(1, 5, 4)?, &v.narrow(1, 5, 4)?)?;
+        let split = |x: &Tensor| -> Result<Tensor> {
+            x.reshape((rows, t, heads, dh))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
         let q = Tensor::randn(0f32, 0.5, (rows, heads * dh), &dev)?;
         let q4 = q
             .reshape((rows, 1, heads, dh))?
             .transpose(1, 2)?
             .contiguous()?;
-        let want = reference(&q4, &k.t()?.contiguous()?, &v)?
+        let want = reference(&q4, &split(&k)?.t()?.contiguous()?, &split(&v)?)?
             .transpose(1, 2)?
             .reshape((rows, heads * dh))?;
-        let got = cached(&q, &k, &v)?.expect("cpu f32");
+        let got = cached(&q, &cache, heads)?.expect("cpu f32");
         assert!(max_diff(&want, &got)? < 1e-5);
-        // Not for other layouts.
-        assert!(cached(&q, &k.transpose(2, 3)?, &v)?.is_none());
+        // Not for another number of rows.
+        assert!(cached(&q.narrow(0, 0, 2)?, &cache, heads)?.is_none());
         Ok(())
     }
 }
