@@ -14,6 +14,7 @@
 //! # Ok::<(), mediasift_models::ModelError>(())
 //! ```
 
+mod bert;
 pub mod catalog;
 pub mod clip;
 pub mod clip_tokenizer;

@@ -1,13 +1,14 @@
-//! Sentence embeddings with sentence-transformers/all-MiniLM-L6-v2: BERT (candle-transformers),
+//! Sentence embeddings with sentence-transformers/all-MiniLM-L6-v2: BERT (`crate::bert`),
 //! mean pooling over real tokens, L2 normalisation — the sentence-transformers recipe. Long text
 //! is cut into overlapping windows of at most `max_tokens` (with [CLS]/[SEP]); each window gets a
 //! vector, and the document a pooled one (token-weighted mean of the windows, normalised).
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::Config;
 use tokenizers::Tokenizer;
 
+use crate::bert::Bert;
 use crate::{ModelError, Provenance, ResolvedModel};
 
 /// How long text is cut.
@@ -40,7 +41,7 @@ pub struct EmbeddedText {
 
 /// MiniLM loaded for inference.
 pub struct TextEmbedder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     device: Device,
     chunking: Chunking,
@@ -87,7 +88,7 @@ impl TextEmbedder {
         let tensors = candle_core::safetensors::load(&weights, device)
             .map_err(|e| ModelError::load(id, e))?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        let bert = BertModel::load(vb, &config).map_err(|e| ModelError::load(id, e))?;
+        let bert = Bert::load(vb, &config).map_err(|e| ModelError::load(id, e))?;
         if chunking.max_tokens < 8 || chunking.overlap >= chunking.max_tokens - 2 {
             return Err(ModelError::load(
                 id,
@@ -181,8 +182,7 @@ impl TextEmbedder {
         let shape = (windows.len(), len);
         let ids = Tensor::from_vec(ids, shape, &self.device).map_err(err)?;
         let mask = Tensor::from_vec(mask, shape, &self.device).map_err(err)?;
-        let types = ids.zeros_like().map_err(err)?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask)).map_err(err)?;
+        let hidden = self.model.forward(&ids, &mask).map_err(err)?;
         let maskf = mask
             .to_dtype(DType::F32)
             .map_err(err)?
