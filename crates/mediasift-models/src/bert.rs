@@ -236,7 +236,9 @@ impl Bert {
                         *v = if keep[s * t + j] != 0 {
                             *v * scale
                         } else {
-                            f32::NEG_INFINITY
+                            // As Hugging Face's mask: the lowest finite value, so a row
+                            // with no real token is uniform rather than NaN.
+                            f32::MIN
                         };
                     }
                     vecmath::softmax_row(sc);
@@ -290,7 +292,7 @@ impl Bert {
         let (q, k, v) = (split(0)?, split(1)?, split(2)?);
         let bias: Vec<f32> = keep
             .iter()
-            .map(|&m| if m != 0 { 0.0 } else { f32::NEG_INFINITY })
+            .map(|&m| if m != 0 { 0.0 } else { f32::MIN })
             .collect();
         let bias = Tensor::from_vec(bias, (b, 1, 1, t), qkv.device())?.to_dtype(qkv.dtype())?;
         let scores = (q.matmul(&k.t()?)? * (dh as f64).powf(-0.5))?.broadcast_add(&bias)?;
@@ -307,7 +309,7 @@ mod tests {
     #[test]
     fn cpu_attention_matches_the_candle_path_with_padding() -> Result<()> {
         let dev = Device::Cpu;
-        let (b, t, h, dh) = (2, 5, 3, 4);
+        let (b, t, h, dh) = (3, 5, 3, 4);
         let d = h * dh;
         let bert = Bert {
             words: Embedding::new(Tensor::zeros((1, d), DType::F32, &dev)?, d),
@@ -323,8 +325,9 @@ mod tests {
             act: HiddenAct::Gelu,
         };
         let qkv = Tensor::randn(0f32, 1.0, (b * t, 3 * d), &dev)?;
-        // The second sentence has two padding tokens.
-        let keep = [1, 1, 1, 1, 1, 1, 1, 1, 0, 0];
+        // The second sentence has two padding tokens; the third is all padding (uniform
+        // attention, as with Hugging Face's finite mask, not NaN).
+        let keep = [1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0];
         let want = bert.attention_candle(&qkv, &keep, (b, t))?;
         let got = bert.attention(&qkv, &keep, (b, t))?;
         let diff = (want - got)?
