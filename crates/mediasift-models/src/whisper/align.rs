@@ -296,6 +296,18 @@ fn split_on_unicode(tokenizer: &Tokenizer, tokens: &[u32]) -> (Vec<String>, Vec<
     (words, word_tokens)
 }
 
+/// Joins entries `i` < `j` into entry `keep` (one of them); the other keeps an empty word and
+/// no tokens.
+fn join(alignment: &mut [WordTiming], i: usize, j: usize, keep: usize) {
+    let word = format!("{}{}", alignment[i].word, alignment[j].word);
+    let mut tokens = std::mem::take(&mut alignment[i].tokens);
+    tokens.append(&mut alignment[j].tokens);
+    let gone = if keep == i { j } else { i };
+    alignment[gone].word.clear();
+    alignment[keep].word = word;
+    alignment[keep].tokens = tokens;
+}
+
 /// Attaches punctuation to its word: opening marks to the word after, closing marks to the
 /// word before (the merged-away entry keeps an empty word and no tokens).
 pub fn merge_punctuations(alignment: &mut [WordTiming], prepended: &str, appended: &str) {
@@ -304,30 +316,17 @@ pub fn merge_punctuations(alignment: &mut [WordTiming], prepended: &str, appende
     }
     let mut j = alignment.len() - 1;
     for i in (0..alignment.len() - 1).rev() {
-        let (previous, following) = (&alignment[i], &alignment[j]);
-        if previous.word.starts_with(' ') && prepended.contains(previous.word.trim()) {
-            let word = format!("{}{}", previous.word, following.word);
-            let mut tokens = previous.tokens.clone();
-            tokens.extend_from_slice(&following.tokens);
-            alignment[j].word = word;
-            alignment[j].tokens = tokens;
-            alignment[i].word.clear();
-            alignment[i].tokens.clear();
+        let previous = &alignment[i].word;
+        if previous.starts_with(' ') && prepended.contains(previous.trim()) {
+            join(alignment, i, j, j);
         } else {
             j = i;
         }
     }
     let mut i = 0;
     for j in 1..alignment.len() {
-        let (previous, following) = (&alignment[i], &alignment[j]);
-        if !previous.word.ends_with(' ') && appended.contains(following.word.as_str()) {
-            let word = format!("{}{}", previous.word, following.word);
-            let mut tokens = previous.tokens.clone();
-            tokens.extend_from_slice(&following.tokens);
-            alignment[i].word = word;
-            alignment[i].tokens = tokens;
-            alignment[j].word.clear();
-            alignment[j].tokens.clear();
+        if !alignment[i].word.ends_with(' ') && appended.contains(alignment[j].word.as_str()) {
+            join(alignment, i, j, i);
         } else {
             i = j;
         }

@@ -78,13 +78,8 @@ impl Weights<'_> {
     }
 }
 
-/// Outputs of the weight rows from `first` on, `rows` values each, into `outs`.
-#[cfg(all(
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    target_feature = "fma",
-    target_feature = "f16c"
-))]
+/// Outputs of the weight rows from `first` on, `rows` values each, into `outs`: the SIMD
+/// kernels where the target has them, else each row widened to f32 and plain dot products.
 fn block_rows(
     weights: Weights<'_>,
     xs: &[f32],
@@ -94,36 +89,34 @@ fn block_rows(
     bias: Option<&[f32]>,
     outs: &mut [f32],
 ) {
-    use super::gemv_simd::block;
-    match weights {
-        Weights::F32(w) => block(w, xs, rows, in_dim, first, bias, outs),
-        Weights::F16(w) => block(w, xs, rows, in_dim, first, bias, outs),
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma",
+        target_feature = "f16c"
+    ))]
+    {
+        use super::gemv_simd::block;
+        match weights {
+            Weights::F32(w) => block(w, xs, rows, in_dim, first, bias, outs),
+            Weights::F16(w) => block(w, xs, rows, in_dim, first, bias, outs),
+        }
     }
-}
-
-/// Portable version: each row widened to f32, then plain dot products.
-#[cfg(not(all(
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    target_feature = "fma",
-    target_feature = "f16c"
-)))]
-fn block_rows(
-    weights: Weights<'_>,
-    xs: &[f32],
-    rows: usize,
-    in_dim: usize,
-    first: usize,
-    bias: Option<&[f32]>,
-    outs: &mut [f32],
-) {
-    let mut buf = vec![0f32; in_dim];
-    for (j, slot) in outs.chunks_mut(rows).enumerate() {
-        let o = first + j;
-        let row = weights.row(o, in_dim, &mut buf);
-        let b = bias.map_or(0.0, |b| b[o]);
-        for (r, s) in slot.iter_mut().enumerate() {
-            *s = dot(row, &xs[r * in_dim..(r + 1) * in_dim]) + b;
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma",
+        target_feature = "f16c"
+    )))]
+    {
+        let mut buf = vec![0f32; in_dim];
+        for (j, slot) in outs.chunks_mut(rows).enumerate() {
+            let o = first + j;
+            let row = weights.row(o, in_dim, &mut buf);
+            let b = bias.map_or(0.0, |b| b[o]);
+            for (r, s) in slot.iter_mut().enumerate() {
+                *s = dot(row, &xs[r * in_dim..(r + 1) * in_dim]) + b;
+            }
         }
     }
 }
