@@ -10,7 +10,7 @@
 //! [`crate::vecmath`]. Other devices and dtypes take the same graph
 //! through candle's ops.
 
-use candle_core::{D, DType, Module, Storage, Tensor};
+use candle_core::{D, DType, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use candle_transformers::models::bert::{Config, HiddenAct};
 use rayon::prelude::*;
@@ -196,72 +196,69 @@ impl Bert {
     fn attention(&self, qkv: &Tensor, keep: &[u32], (b, t): (usize, usize)) -> Result<Tensor> {
         let d = qkv.dim(1)? / 3;
         let (h, dh) = (self.heads, d / self.heads);
-        if !qkv.device().is_cpu() || qkv.dtype() != DType::F32 {
+        if !qkv.device().is_cpu() {
             return self.attention_candle(qkv, keep, (b, t));
         }
         let qkv = qkv.contiguous()?;
-        let (guard, layout) = qkv.storage_and_layout();
-        let Storage::Cpu(cpu) = &*guard else {
-            drop(guard);
-            return self.attention_candle(&qkv, keep, (b, t));
-        };
-        let start = layout.start_offset();
-        let all = &cpu.as_slice::<f32>()?[start..start + b * t * 3 * d];
         let scale = (dh as f32).powf(-0.5);
         let row = 3 * d;
-        let heads: Vec<Vec<f32>> = (0..b * h)
-            .into_par_iter()
-            .map(|bh| {
-                let (s, head) = (bh / h, bh % h);
-                let rows = &all[s * t * row..(s + 1) * t * row];
-                let at = |which: usize| &rows[which * d + head * dh..];
-                // Scores [T, T] = Q·Kᵀ straight from the stacked rows (strides, no copies).
-                let mut scores = vec![0f32; t * t];
-                product(
-                    &mut scores,
-                    Strided {
-                        values: at(0),
-                        rows: row,
-                        cols: 1,
-                    },
-                    Strided {
-                        values: at(1),
-                        rows: 1,
-                        cols: row,
-                    },
-                    (t, t, dh),
-                );
-                for sc in scores.chunks_exact_mut(t) {
-                    for (j, v) in sc.iter_mut().enumerate() {
-                        *v = if keep[s * t + j] != 0 {
-                            *v * scale
-                        } else {
-                            // As Hugging Face's mask: the lowest finite value, so a row
-                            // with no real token is uniform rather than NaN.
-                            f32::MIN
-                        };
+        let heads = crate::cpu_tensor::with_f32(&qkv, |all| -> Vec<Vec<f32>> {
+            (0..b * h)
+                .into_par_iter()
+                .map(|bh| {
+                    let (s, head) = (bh / h, bh % h);
+                    let rows = &all[s * t * row..(s + 1) * t * row];
+                    let at = |which: usize| &rows[which * d + head * dh..];
+                    // Scores [T, T] = Q·Kᵀ straight from the stacked rows (strides, no copies).
+                    let mut scores = vec![0f32; t * t];
+                    product(
+                        &mut scores,
+                        Strided {
+                            values: at(0),
+                            rows: row,
+                            cols: 1,
+                        },
+                        Strided {
+                            values: at(1),
+                            rows: 1,
+                            cols: row,
+                        },
+                        (t, t, dh),
+                    );
+                    for sc in scores.chunks_exact_mut(t) {
+                        for (j, v) in sc.iter_mut().enumerate() {
+                            *v = if keep[s * t + j] != 0 {
+                                *v * scale
+                            } else {
+                                // As Hugging Face's mask: the lowest finite value, so a row
+                                // with no real token is uniform rather than NaN.
+                                f32::MIN
+                            };
+                        }
+                        vecmath::softmax_row(sc);
                     }
-                    vecmath::softmax_row(sc);
-                }
-                let mut out = vec![0f32; t * dh];
-                product(
-                    &mut out,
-                    Strided {
-                        values: &scores,
-                        rows: t,
-                        cols: 1,
-                    },
-                    Strided {
-                        values: at(2),
-                        rows: row,
-                        cols: 1,
-                    },
-                    (t, dh, t),
-                );
-                out
-            })
-            .collect();
-        drop(guard);
+                    let mut out = vec![0f32; t * dh];
+                    product(
+                        &mut out,
+                        Strided {
+                            values: &scores,
+                            rows: t,
+                            cols: 1,
+                        },
+                        Strided {
+                            values: at(2),
+                            rows: row,
+                            cols: 1,
+                        },
+                        (t, dh, t),
+                    );
+                    out
+                })
+                .collect()
+        })?;
+        let Some(heads) = heads else {
+            return self.attention_candle(&qkv, keep, (b, t));
+        };
         // [B, H, T, dh] → [B·T, D].
         let mut context = vec![0f32; b * t * d];
         for (bh, out) in heads.iter().enumerate() {

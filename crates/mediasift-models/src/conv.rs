@@ -6,7 +6,7 @@
 //! and dtypes use candle's conv2d. Weights keep PyTorch's `(out, in/groups, k, k)` layout;
 //! tensors are NCHW.
 
-use candle_core::{DType, Module, Result, Storage, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig};
 
 pub use crate::conv_kernels::Activation;
@@ -114,16 +114,8 @@ impl FastConv {
 
 /// The f32 elements of a contiguous CPU tensor.
 fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let (guard, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*guard else {
-        candle_core::bail!("expected a CPU tensor");
-    };
-    let start = layout.start_offset();
-    let all = cpu.as_slice::<f32>()?;
-    let Some(s) = all.get(start..start + t.elem_count()) else {
-        candle_core::bail!("tensor storage shorter than its shape");
-    };
-    f(s)
+    crate::cpu_tensor::with_f32(t, f)?
+        .unwrap_or_else(|| candle_core::bail!("expected a contiguous f32 CPU tensor"))
 }
 
 impl Module for FastConv {

@@ -20,6 +20,7 @@ pub mod clip;
 pub mod clip_tokenizer;
 mod conv;
 mod conv_kernels;
+mod cpu_tensor;
 mod device;
 mod error;
 mod fetch;

@@ -5,7 +5,7 @@
 //! which was 5–8 % of transcription time here. This `exp` is Cephes' polynomial, written
 //! without branches so that the compiler turns a loop over a slice into 8-lane AVX2 code.
 
-use candle_core::{DType, Storage, Tensor};
+use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 
 /// Inputs at or below this give exactly 0 (so `-inf` masks stay exact zeros).
@@ -84,15 +84,7 @@ fn f32_values(t: &Tensor) -> candle_core::Result<Option<Vec<f32>>> {
     if !t.device().is_cpu() || t.dtype() != DType::F32 {
         return Ok(None);
     }
-    let t = t.contiguous()?;
-    let (guard, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*guard else {
-        return Ok(None);
-    };
-    let start = layout.start_offset();
-    Ok(Some(
-        cpu.as_slice::<f32>()?[start..start + t.elem_count()].to_vec(),
-    ))
+    crate::cpu_tensor::with_f32(&t.contiguous()?, <[f32]>::to_vec)
 }
 
 /// Largest value of a slice, 8 lanes at a time.

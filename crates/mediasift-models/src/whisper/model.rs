@@ -116,10 +116,14 @@ impl Attention {
     /// Scaled dot products of `x`'s queries with keys given transposed (`kt`: [B, H, D/H, T]):
     /// [B, H, T_x, T], before the softmax.
     fn scores(&self, x: &Tensor, kt: &Tensor) -> Result<Tensor> {
+        self.queries(x)?.matmul(kt)
+    }
+
+    /// `x`'s queries, scaled by 1/√dh, [B, T, D] → [B, H, T, dh].
+    fn queries(&self, x: &Tensor) -> Result<Tensor> {
         let d = x.dim(2)?;
         let scale = ((d / self.heads) as f64).powf(-0.5);
-        let q = self.split(&(self.q.forward(x)? * scale)?)?;
-        q.matmul(kt)
+        self.split(&(self.q.forward(x)? * scale)?)
     }
 
     /// One decoder step (`x` [rows, 1, D]) through the CPU step kernels: over each row's own
@@ -144,31 +148,26 @@ impl Attention {
     /// into heads); `mask` is added to the scores.
     fn attend(&self, x: &Tensor, kt: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
-        let o = match mask {
-            Some(mask) => {
-                let w = self.scores(x, kt)?.broadcast_add(mask)?;
-                crate::vecmath::softmax_last_dim(&w)?.matmul(v)?
-            }
-            None => {
-                let scale = ((d / self.heads) as f64).powf(-0.5);
-                let q = self.split(&(self.q.forward(x)? * scale)?)?;
-                // The encoder's 1500 queries in blocks: the scores of all of them at once are
-                // 72 MB per layer for base, a fresh mapping (and its page faults) every layer.
-                let blocks = (0..t)
-                    .step_by(QUERY_BLOCK)
-                    .map(|start| {
-                        let q = q.narrow(2, start, QUERY_BLOCK.min(t - start))?;
-                        crate::vecmath::softmax_last_dim(&q.matmul(kt)?)?.matmul(v)
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Tensor::cat(&blocks, 2)?
-            }
-        };
+        let q = self.queries(x)?;
+        // Queries in blocks: the encoder's 1500 at once would need 72 MB of scores per layer
+        // for base, a fresh mapping (and its page faults) every layer.
+        let blocks = (0..t)
+            .step_by(QUERY_BLOCK)
+            .map(|start| {
+                let len = QUERY_BLOCK.min(t - start);
+                let mut w = q.narrow(2, start, len)?.matmul(kt)?;
+                if let Some(mask) = mask {
+                    w = w.broadcast_add(&mask.narrow(0, start, len)?)?;
+                }
+                crate::vecmath::softmax_last_dim(&w)?.matmul(v)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let o = Tensor::cat(&blocks, 2)?;
         self.out.forward(&o.transpose(1, 2)?.reshape((b, t, d))?)
     }
 }
 
-/// Queries per block in unmasked (encoder) attention.
+/// Queries per block in multi-token attention.
 const QUERY_BLOCK: usize = 300;
 
 #[derive(Debug)]

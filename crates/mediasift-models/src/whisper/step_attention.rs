@@ -6,28 +6,14 @@
 //! per head, the query's dot products with every key, a softmax, and the weighted sum of the
 //! values, streaming keys and values once for all the rows that share them.
 
-use candle_core::{DType, Storage, Tensor};
+use candle_core::Tensor;
 use rayon::prelude::*;
 
 use super::kv_cache::KvCache;
+use crate::cpu_tensor::with_f32 as with_slice;
 use crate::vecmath::softmax_row;
 
 type Result<T> = candle_core::Result<T>;
-
-/// A contiguous f32 CPU tensor's values, copied out (a few hundred KB per call at most for the
-/// queries; keys and values are borrowed through `with_slice`).
-fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<Option<R>> {
-    if !t.device().is_cpu() || t.dtype() != DType::F32 || !t.is_contiguous() {
-        return Ok(None);
-    }
-    let (guard, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*guard else {
-        return Ok(None);
-    };
-    let start = layout.start_offset();
-    let values = &cpu.as_slice::<f32>()?[start..start + t.elem_count()];
-    Ok(Some(f(values)))
-}
 
 /// `y += a · x`.
 fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
