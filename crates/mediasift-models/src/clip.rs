@@ -1,6 +1,7 @@
 //! CLIP (any Hugging Face CLIP checkpoint with quick-GELU, `openai/clip-vit-base-patch32` by
-//! default): image and text embeddings in one space, and zero-shot labels. The network is
-//! candle-transformers' CLIP; this module reads the Hugging Face `config.json`, preprocesses
+//! default): image and text embeddings in one space, and zero-shot labels. The text tower is
+//! candle-transformers' CLIP; the vision tower is [`crate::clip_vision_cpu`] for f32 on the CPU
+//! (fused, one group of images per thread) and candle-transformers' elsewhere. This module reads the Hugging Face `config.json`, preprocesses
 //! images as `CLIPImageProcessor` does (shortest side to the input size, bicubic; center crop;
 //! CLIP mean/std), tokenizes with the checkpoint's `tokenizer.json` and L2-normalises.
 //!
@@ -10,14 +11,16 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
-use candle_nn::VarBuilder;
+use candle_nn::{Linear, Module, VarBuilder};
 use candle_transformers::models::clip::{
-    ClipConfig, ClipModel, text_model::Activation, text_model::ClipTextConfig,
-    vision_model::ClipVisionConfig,
+    ClipConfig, ClipModel,
+    text_model::{Activation, ClipTextConfig, ClipTextTransformer},
+    vision_model::{ClipVisionConfig, ClipVisionTransformer},
 };
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
+use crate::clip_vision_cpu::ClipVisionCpu;
 use crate::{ModelError, Provenance, ResolvedModel};
 
 // CLIPImageProcessor's constants, as published (more digits than f32 keeps).
@@ -152,10 +155,65 @@ impl HfClipConfig {
     }
 }
 
+/// The image tower and its projection.
+enum Vision {
+    Cpu(Box<ClipVisionCpu>),
+    Candle {
+        model: ClipVisionTransformer,
+        projection: Linear,
+    },
+}
+
+/// The two towers and their projections.
+struct Towers {
+    text: ClipTextTransformer,
+    text_projection: Linear,
+    vision: Vision,
+}
+
+impl std::fmt::Debug for Towers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Towers")
+            .field("fused_cpu_vision", &matches!(self.vision, Vision::Cpu(_)))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Towers {
+    /// From a checkpoint's root: the fused CPU vision tower for f32 on the CPU.
+    fn new(vb: &VarBuilder, c: &ClipConfig) -> candle_core::Result<Towers> {
+        let vision = if vb.device().is_cpu() && vb.dtype() == DType::F32 {
+            Vision::Cpu(Box::new(ClipVisionCpu::load(vb, &c.vision_config)?))
+        } else {
+            Vision::Candle {
+                model: ClipVisionTransformer::new(vb.pp("vision_model"), &c.vision_config)?,
+                projection: candle_nn::linear_no_bias(
+                    c.vision_config.embed_dim,
+                    c.vision_config.projection_dim,
+                    vb.pp("visual_projection"),
+                )?,
+            }
+        };
+        Ok(Towers {
+            text: ClipTextTransformer::new(vb.pp("text_model"), &c.text_config)?,
+            text_projection: candle_nn::linear_no_bias(
+                c.text_config.embed_dim,
+                c.text_config.projection_dim,
+                vb.pp("text_projection"),
+            )?,
+            vision,
+        })
+    }
+
+    fn text_features(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        self.text_projection.forward(&self.text.forward(ids)?)
+    }
+}
+
 /// A loaded CLIP model.
 #[derive(Debug)]
 pub struct Clip {
-    model: ClipModel,
+    towers: Towers,
     tokenizer: Tokenizer,
     image_size: usize,
     max_tokens: usize,
@@ -189,7 +247,7 @@ impl Clip {
         let tensors = candle_core::safetensors::load(&weights, device)
             .map_err(|e| ModelError::load(id, e))?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        let clip = ClipModel::new(vb.clone(), &config).map_err(|e| ModelError::load(id, e))?;
+        let towers = Towers::new(&vb, &config).map_err(|e| ModelError::load(id, e))?;
         let logit_scale = if vb.contains_tensor("logit_scale") {
             vb.get(&[], "logit_scale")
                 .and_then(|t| t.to_scalar::<f32>())
@@ -217,7 +275,7 @@ impl Clip {
         tokenizer.with_padding(None);
         let _ = tokenizer.with_truncation(None);
         Ok(Clip {
-            model: clip,
+            towers,
             tokenizer,
             image_size: config.image_size,
             max_tokens: config.text_config.max_position_embeddings,
@@ -253,10 +311,28 @@ impl Clip {
             return Ok(Vec::new());
         }
         let side = self.image_size;
+        if let Some(bad) = inputs.iter().find(|i| i.len() != 3 * side * side) {
+            return Err(err(candle_core::Error::Msg(format!(
+                "input of {} values, expected 3×{side}×{side}",
+                bad.len()
+            ))));
+        }
         let flat: Vec<f32> = inputs.iter().flatten().copied().collect();
-        let x = Tensor::from_vec(flat, (inputs.len(), 3, side, side), &self.device).map_err(err)?;
-        let features = self.model.get_image_features(&x).map_err(err)?;
-        normalized_rows(&features).map_err(err)
+        match &self.towers.vision {
+            Vision::Cpu(vision) => Ok(vision
+                .features(&flat, inputs.len())
+                .into_iter()
+                .map(normalized)
+                .collect()),
+            Vision::Candle { model, projection } => {
+                let x = Tensor::from_vec(flat, (inputs.len(), 3, side, side), &self.device)
+                    .map_err(err)?;
+                let features = projection
+                    .forward(&model.forward(&x).map_err(err)?)
+                    .map_err(err)?;
+                normalized_rows(&features).map_err(err)
+            }
+        }
     }
 
     /// L2-normalised text embeddings (each text on its own: no padding to get wrong).
@@ -269,7 +345,7 @@ impl Clip {
             let x = Tensor::new(ids.as_slice(), &self.device)
                 .and_then(|t| t.unsqueeze(0))
                 .map_err(err)?;
-            let features = self.model.get_text_features(&x).map_err(err)?;
+            let features = self.towers.text_features(&x).map_err(err)?;
             out.extend(normalized_rows(&features).map_err(err)?);
         }
         Ok(out)
@@ -289,14 +365,18 @@ impl Clip {
     }
 }
 
+/// `v / ‖v‖` (zero stays zero).
+fn normalized(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
+}
+
 fn normalized_rows(t: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
     let rows = t.dim(0)?;
     let mut out = Vec::with_capacity(rows);
     for r in 0..rows {
-        let mut v = t.i(r)?.to_vec1::<f32>()?;
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-        v.iter_mut().for_each(|x| *x /= norm);
-        out.push(v);
+        out.push(normalized(t.i(r)?.to_vec1::<f32>()?));
     }
     Ok(out)
 }
@@ -330,13 +410,12 @@ impl Clip {
     pub fn with_random_weights(config: &HfClipConfig, words: &[&str]) -> Result<Clip, ModelError> {
         let id = "random-clip";
         let candle = config.to_candle(id)?;
-        let varmap = candle_nn::VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let model = ClipModel::new(vb, &candle).map_err(|e| ModelError::load(id, e))?;
+        let vb = random_varmap_builder(&candle).map_err(|e| ModelError::load(id, e))?;
+        let towers = Towers::new(&vb, &candle).map_err(|e| ModelError::load(id, e))?;
         let tokenizer = Tokenizer::from_bytes(random_tokenizer_json(words).to_string())
             .map_err(|e| ModelError::load(id, e))?;
         Ok(Clip {
-            model,
+            towers,
             tokenizer,
             image_size: candle.image_size,
             max_tokens: candle.text_config.max_position_embeddings,
@@ -351,6 +430,35 @@ impl Clip {
             },
         })
     }
+}
+
+/// Fills `varmap` with random weights of every CLIP parameter, the class embedding included
+/// (candle's CLIP draws a fresh one at each load when a checkpoint lacks it).
+fn random_weights(varmap: &candle_nn::VarMap, c: &ClipConfig) -> candle_core::Result<()> {
+    let vb = VarBuilder::from_varmap(varmap, DType::F32, &Device::Cpu);
+    vb.pp("vision_model").pp("embeddings").get_with_hints(
+        c.vision_config.embed_dim,
+        "class_embedding",
+        candle_nn::Init::Randn {
+            mean: 0.0,
+            stdev: 1.0,
+        },
+    )?;
+    ClipModel::new(vb, c).map(drop)
+}
+
+/// A builder over a fresh random-weight varmap of `c` (held by the builder).
+fn random_varmap_builder(c: &ClipConfig) -> candle_core::Result<VarBuilder<'static>> {
+    let varmap = candle_nn::VarMap::new();
+    random_weights(&varmap, c)?;
+    let tensors = varmap
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("varmap lock poisoned".into()))?
+        .iter()
+        .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
+        .collect();
+    Ok(VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu))
 }
 
 /// A word-level `tokenizer.json`: <unk>, the words, then <|startoftext|> and <|endoftext|>
@@ -433,8 +541,7 @@ pub fn write_random_checkpoint_of(
     let hf: HfClipConfig =
         serde_json::from_value(config.clone()).map_err(|e| ModelError::load(id, e))?;
     let varmap = candle_nn::VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    ClipModel::new(vb, &hf.to_candle(id)?).map_err(|e| ModelError::load(id, e))?;
+    random_weights(&varmap, &hf.to_candle(id)?).map_err(|e| ModelError::load(id, e))?;
     let write = |name: &str, text: String| {
         std::fs::write(dir.join(name), text).map_err(|e| ModelError::load(id, e))
     };

@@ -15,9 +15,11 @@
 //! ```
 
 mod bert;
+mod bert_cpu;
 pub mod catalog;
 pub mod clip;
 pub mod clip_tokenizer;
+mod clip_vision_cpu;
 mod conv;
 mod conv_kernels;
 mod cpu_tensor;
@@ -33,6 +35,7 @@ mod pillow;
 mod store;
 mod text_embedding;
 mod torch_legacy;
+mod transformer_cpu;
 pub mod vad;
 pub mod vecmath;
 pub mod whisper;

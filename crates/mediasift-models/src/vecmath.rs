@@ -69,6 +69,35 @@ pub fn gelu_erf_in_place(xs: &mut [f32]) {
     }
 }
 
+/// GELU with the tanh approximation, `x/2 · (1 + tanh(√(2/π)·(x + 0.044715·x³)))`, in place.
+pub fn gelu_tanh_in_place(xs: &mut [f32]) {
+    const K: f32 = 0.797_884_6; // √(2/π)
+    for v in xs.iter_mut() {
+        let x = *v;
+        *v = 0.5 * x * (1.0 + (K * (x + 0.044_715 * x * x * x)).tanh());
+    }
+}
+
+/// CLIP's `x·σ(1.702·x)`, in place.
+pub fn quick_gelu_in_place(xs: &mut [f32]) {
+    for v in xs.iter_mut() {
+        *v /= 1.0 + exp(-1.702 * *v);
+    }
+}
+
+/// Sum of a slice in 8 lanes (so it vectorises).
+pub fn sum(xs: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for k in 0..8 {
+            lanes[k] += c[k];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// [`gelu_erf_in_place`] over a tensor: in parallel chunks on the CPU for f32, candle's op
 /// otherwise.
 pub fn gelu_erf(t: &Tensor) -> candle_core::Result<Tensor> {

@@ -1,7 +1,7 @@
 //! A whole distributed deployment per test: its own Postgres database, its own NATS subject
 //! prefix (so its own streams), its own S3 prefix, and every component as a separate
 //! `mediasift` process, as in production. The servers come from `scripts/services.sh start`
-//! (NATS 2.15, PostgreSQL 18 + pgvector, SeaweedFS S3), named by `MEDIASIFT_TEST_*`.
+//! (NATS 2.15, PostgreSQL + pgvector, SeaweedFS S3), named by `MEDIASIFT_TEST_*`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
