@@ -1,8 +1,9 @@
 //! f32 NCHW convolution kernels for the CPU, on plain slices.
 //!
 //! - dense (groups = 1): per image, im2col into `[cin·k·k, ho·wo]` (skipped for 1×1 stride 1,
-//!   where the image already is that matrix), then one product `W[cout, cin·k·k] · cols` written
-//!   straight into the NCHW output, then bias and activation in one pass over it. The product
+//!   where the image already is that matrix), then one product `W[cout, cin·k·k] · cols`
+//!   accumulated onto the NCHW output filled with the bias (so BLAS neither zeroes it first nor
+//!   is it read again for the bias), then the activation, if any, in one pass. The product
 //!   goes through `gemm` (OpenBLAS under the `openblas` feature, see crates/gemm-blas).
 //! - depthwise (groups = channels, one input channel per output): per plane, k² shifted
 //!   multiply-adds over output rows (contiguous for stride 1, so they vectorise), bias first and
@@ -78,9 +79,9 @@ impl Geometry {
     }
 }
 
-/// `out[m, n] = a[m, k] · b[k, n]`, all row-major and contiguous.
+/// `out[m, n] += a[m, k] · b[k, n]`, all row-major and contiguous.
 #[allow(unsafe_code)]
-fn matmul(
+fn matmul_add(
     out: &mut [f32],
     a: &[f32],
     b: &[f32],
@@ -98,14 +99,14 @@ fn matmul(
             out.as_mut_ptr(),
             1,
             n as isize,
-            false,
+            true,
             a.as_ptr(),
             1,
             k as isize,
             b.as_ptr(),
             1,
             n as isize,
-            0.0,
+            1.0,
             1.0,
             false,
             false,
@@ -165,10 +166,13 @@ pub fn dense(x: &[f32], weight: &[f32], bias: &[f32], g: &Geometry, act: Activat
                 unfolded = im2col(image, g);
                 &unfolded
             };
-            matmul(o, weight, cols, (g.cout, plane, depth), inner);
             for (row, &b) in o.chunks_mut(plane).zip(bias) {
-                for v in row {
-                    *v = act.apply(*v + b);
+                row.fill(b);
+            }
+            matmul_add(o, weight, cols, (g.cout, plane, depth), inner);
+            if act != Activation::None {
+                for v in o.iter_mut() {
+                    *v = act.apply(*v);
                 }
             }
         });
