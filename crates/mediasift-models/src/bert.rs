@@ -47,43 +47,51 @@ enum Engine {
     Candle(CandleBert),
 }
 
+fn linear((w, b): &(Tensor, Tensor)) -> Linear {
+    Linear::new(w.clone(), Some(b.clone()))
+}
+
+fn layer_norm((g, b): &(Tensor, Tensor), eps: f64) -> LayerNorm {
+    LayerNorm::new(g.clone(), b.clone(), eps)
+}
+
+impl LayerTensors {
+    fn cpu(&self, eps: f64) -> Result<transformer_cpu::Layer> {
+        let dense = |(w, b): &(Tensor, Tensor)| Dense::new(w, Some(b));
+        let norm = |(g, b): &(Tensor, Tensor)| Norm::new(g, b, eps as f32);
+        Ok(transformer_cpu::Layer {
+            qkv: dense(&self.qkv)?,
+            out: dense(&self.out)?,
+            attn_norm: norm(&self.attn_norm)?,
+            up: dense(&self.up)?,
+            down: dense(&self.down)?,
+            out_norm: norm(&self.out_norm)?,
+        })
+    }
+
+    fn candle(&self, eps: f64) -> Layer {
+        Layer {
+            qkv: linear(&self.qkv),
+            out: linear(&self.out),
+            attn_norm: layer_norm(&self.attn_norm, eps),
+            up: linear(&self.up),
+            down: linear(&self.down),
+            out_norm: layer_norm(&self.out_norm, eps),
+        }
+    }
+}
+
 /// BERT's embeddings and encoder layers (no pooler: sentence embeddings mean-pool the tokens).
 pub struct Bert {
     engine: Engine,
-    layers: usize,
-    heads: usize,
 }
 
 impl std::fmt::Debug for Bert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bert")
-            .field("layers", &self.layers)
-            .field("heads", &self.heads)
             .field("fused_cpu", &matches!(self.engine, Engine::Cpu(_)))
             .finish_non_exhaustive()
     }
-}
-
-fn values(t: &Tensor) -> Result<Vec<f32>> {
-    t.flatten_all()?.to_vec1::<f32>()
-}
-
-fn dense((w, b): &(Tensor, Tensor)) -> Result<Dense> {
-    let (outputs, inputs) = w.dims2()?;
-    Ok(Dense {
-        weight: values(w)?,
-        bias: values(b)?,
-        inputs,
-        outputs,
-    })
-}
-
-fn norm((g, b): &(Tensor, Tensor), eps: f64) -> Result<Norm> {
-    Ok(Norm {
-        gain: values(g)?,
-        bias: values(b)?,
-        eps: eps as f32,
-    })
 }
 
 impl Bert {
@@ -148,24 +156,12 @@ impl Bert {
         let eps = c.layer_norm_eps;
         let engine = if cpu {
             Engine::Cpu(CpuBert {
-                words: values(&words)?,
-                positions: values(&positions)?,
-                token_type: values(&token_types.get(0)?)?,
-                embed_norm: norm(&embed_norm, eps)?,
+                words: transformer_cpu::values(&words)?,
+                positions: transformer_cpu::values(&positions)?,
+                token_type: transformer_cpu::values(&token_types.get(0)?)?,
+                embed_norm: Norm::new(&embed_norm.0, &embed_norm.1, eps as f32)?,
                 encoder: Encoder {
-                    layers: layers
-                        .iter()
-                        .map(|l| {
-                            Ok(transformer_cpu::Layer {
-                                qkv: dense(&l.qkv)?,
-                                out: dense(&l.out)?,
-                                attn_norm: norm(&l.attn_norm, eps)?,
-                                up: dense(&l.up)?,
-                                down: dense(&l.down)?,
-                                out_norm: norm(&l.out_norm, eps)?,
-                            })
-                        })
-                        .collect::<Result<_>>()?,
+                    layers: layers.iter().map(|l| l.cpu(eps)).collect::<Result<_>>()?,
                     dims: d,
                     heads: c.num_attention_heads,
                     act: match c.hidden_act {
@@ -177,33 +173,17 @@ impl Bert {
                 },
             })
         } else {
-            let linear = |(w, b): &(Tensor, Tensor)| Linear::new(w.clone(), Some(b.clone()));
-            let layer_norm = |(g, b): &(Tensor, Tensor)| LayerNorm::new(g.clone(), b.clone(), eps);
             Engine::Candle(CandleBert {
                 words: Embedding::new(words, d),
                 positions: Embedding::new(positions, d),
                 token_types: Embedding::new(token_types, d),
-                embed_norm: layer_norm(&embed_norm),
-                layers: layers
-                    .iter()
-                    .map(|l| Layer {
-                        qkv: linear(&l.qkv),
-                        out: linear(&l.out),
-                        attn_norm: layer_norm(&l.attn_norm),
-                        up: linear(&l.up),
-                        down: linear(&l.down),
-                        out_norm: layer_norm(&l.out_norm),
-                    })
-                    .collect(),
+                embed_norm: layer_norm(&embed_norm, eps),
+                layers: layers.iter().map(|l| l.candle(eps)).collect(),
                 heads: c.num_attention_heads,
                 act: c.hidden_act,
             })
         };
-        Ok(Bert {
-            engine,
-            layers: c.num_hidden_layers,
-            heads: c.num_attention_heads,
-        })
+        Ok(Bert { engine })
     }
 
     /// Hidden states [B, T, D] of token ids [B, T] (token type 0) with `mask` [B, T] (1 for

@@ -447,18 +447,11 @@ fn random_weights(varmap: &candle_nn::VarMap, c: &ClipConfig) -> candle_core::Re
     ClipModel::new(vb, c).map(drop)
 }
 
-/// A builder over a fresh random-weight varmap of `c` (held by the builder).
+/// A builder over a fresh random-weight varmap of `c` (the builder holds the varmap).
 fn random_varmap_builder(c: &ClipConfig) -> candle_core::Result<VarBuilder<'static>> {
     let varmap = candle_nn::VarMap::new();
     random_weights(&varmap, c)?;
-    let tensors = varmap
-        .data()
-        .lock()
-        .map_err(|_| candle_core::Error::Msg("varmap lock poisoned".into()))?
-        .iter()
-        .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
-        .collect();
-    Ok(VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu))
+    Ok(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))
 }
 
 /// A word-level `tokenizer.json`: <unk>, the words, then <|startoftext|> and <|endoftext|>

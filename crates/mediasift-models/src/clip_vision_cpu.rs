@@ -30,31 +30,6 @@ pub(crate) struct ClipVisionCpu {
     patch_size: usize,
 }
 
-fn values(t: &Tensor) -> Result<Vec<f32>> {
-    t.flatten_all()?.to_vec1::<f32>()
-}
-
-fn dense(vb: VarBuilder, outputs: usize, inputs: usize, bias: bool) -> Result<Dense> {
-    Ok(Dense {
-        weight: values(&vb.get((outputs, inputs), "weight")?)?,
-        bias: if bias {
-            values(&vb.get(outputs, "bias")?)?
-        } else {
-            vec![0.0; outputs]
-        },
-        inputs,
-        outputs,
-    })
-}
-
-fn norm(vb: VarBuilder, d: usize) -> Result<Norm> {
-    Ok(Norm {
-        gain: values(&vb.get(d, "weight")?)?,
-        bias: values(&vb.get(d, "bias")?)?,
-        eps: EPS,
-    })
-}
-
 impl ClipVisionCpu {
     /// From the checkpoint's root (`vision_model.*`, `visual_projection.weight`).
     pub fn load(vb: &VarBuilder, c: &ClipVisionConfig) -> Result<ClipVisionCpu> {
@@ -86,39 +61,32 @@ impl ClipVisionCpu {
             .map(|i| {
                 let l = v.pp(format!("encoder.layers.{i}"));
                 let att = l.pp("self_attn");
-                let (q, k, vv) = (
-                    dense(att.pp("q_proj"), d, d, true)?,
-                    dense(att.pp("k_proj"), d, d, true)?,
-                    dense(att.pp("v_proj"), d, d, true)?,
-                );
+                let part = |name: &str| -> Result<(Tensor, Tensor)> {
+                    let p = att.pp(name);
+                    Ok((p.get((d, d), "weight")?, p.get(d, "bias")?))
+                };
+                let (q, k, v) = (part("q_proj")?, part("k_proj")?, part("v_proj")?);
                 Ok(Layer {
-                    qkv: Dense {
-                        weight: [q.weight, k.weight, vv.weight].concat(),
-                        bias: [q.bias, k.bias, vv.bias].concat(),
-                        inputs: d,
-                        outputs: 3 * d,
-                    },
-                    out: dense(att.pp("out_proj"), d, d, true)?,
-                    attn_norm: norm(l.pp("layer_norm1"), d)?,
-                    up: dense(l.pp("mlp").pp("fc1"), c.intermediate_size, d, true)?,
-                    down: dense(l.pp("mlp").pp("fc2"), d, c.intermediate_size, true)?,
-                    out_norm: norm(l.pp("layer_norm2"), d)?,
+                    qkv: Dense::new(
+                        &Tensor::cat(&[&q.0, &k.0, &v.0], 0)?,
+                        Some(&Tensor::cat(&[&q.1, &k.1, &v.1], 0)?),
+                    )?,
+                    out: Dense::load(att.pp("out_proj"), d, d, true)?,
+                    attn_norm: Norm::load(l.pp("layer_norm1"), d, EPS)?,
+                    up: Dense::load(l.pp("mlp").pp("fc1"), c.intermediate_size, d, true)?,
+                    down: Dense::load(l.pp("mlp").pp("fc2"), d, c.intermediate_size, true)?,
+                    out_norm: Norm::load(l.pp("layer_norm2"), d, EPS)?,
                 })
             })
             .collect::<Result<_>>()?;
         Ok(ClipVisionCpu {
-            patch: Dense {
-                weight: values(&patch_w.reshape((d, depth))?)?,
-                bias: vec![0.0; d],
-                inputs: depth,
-                outputs: d,
-            },
-            class: values(&emb.get(d, "class_embedding")?)?,
-            positions: values(
+            patch: Dense::new(&patch_w.reshape((d, depth))?, None)?,
+            class: transformer_cpu::values(&emb.get(d, "class_embedding")?)?,
+            positions: transformer_cpu::values(
                 &emb.pp("position_embedding")
                     .get((side * side + 1, d), "weight")?,
             )?,
-            pre_norm: norm(v.pp("pre_layrnorm"), d)?,
+            pre_norm: Norm::load(v.pp("pre_layrnorm"), d, EPS)?,
             encoder: Encoder {
                 layers,
                 dims: d,
@@ -126,8 +94,8 @@ impl ClipVisionCpu {
                 act: Act::QuickGelu,
                 norm_at: NormAt::Before,
             },
-            post_norm: norm(v.pp("post_layernorm"), d)?,
-            projection: dense(vb.pp("visual_projection"), c.projection_dim, d, false)?,
+            post_norm: Norm::load(v.pp("post_layernorm"), d, EPS)?,
+            projection: Dense::load(vb.pp("visual_projection"), c.projection_dim, d, false)?,
             channels: c.num_channels,
             image_size: c.image_size,
             patch_size: c.patch_size,
@@ -153,7 +121,7 @@ impl ClipVisionCpu {
                     let mut cls = image[..self.encoder.dims].to_vec();
                     self.post_norm.apply(&mut cls);
                     let mut out = vec![0f32; self.projection.outputs];
-                    self.projection.add_to(&cls, &mut out, par);
+                    self.projection.forward_into(&cls, &mut out, par);
                     out
                 })
                 .collect::<Vec<_>>()

@@ -13,6 +13,8 @@
 //! the pool splits each product instead.
 
 use gemm::Parallelism;
+
+use crate::slice_gemm::product;
 use rayon::prelude::*;
 
 /// What follows the convolution, applied in the same pass as the bias.
@@ -80,7 +82,6 @@ impl Geometry {
 }
 
 /// `out[m, n] += a[m, k] · b[k, n]`, all row-major and contiguous.
-#[allow(unsafe_code)]
 fn matmul_add(
     out: &mut [f32],
     a: &[f32],
@@ -89,31 +90,7 @@ fn matmul_add(
     par: Parallelism,
 ) {
     assert!(out.len() == m * n && a.len() == m * k && b.len() == k * n);
-    // SAFETY: the three slices hold exactly the m×n, m×k and k×n row-major matrices the strides
-    // describe (asserted above), and `out` is borrowed mutably, so it overlaps neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        )
-    }
+    product(out, n, true, (a, k, 1), (b, n, 1), (m, n, k), 1.0, par);
 }
 
 /// One image `c × h × w` laid out as `[c·k·k, ho·wo]`: row `(ci, ky, kx)` holds the input pixel

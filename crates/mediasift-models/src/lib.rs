@@ -32,6 +32,7 @@ pub mod nsfw;
 mod ocr;
 mod onnx;
 mod pillow;
+mod slice_gemm;
 mod store;
 mod text_embedding;
 mod torch_legacy;

@@ -11,9 +11,12 @@
 //! per (sequence, head) read in place from the stacked projections. With fewer sequences than
 //! threads, one group runs with its products and heads split over the pool.
 
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use crate::slice_gemm::product;
 use crate::vecmath;
 
 /// The feed-forward activation.
@@ -63,67 +66,59 @@ pub(crate) struct Layer {
     pub out_norm: Norm,
 }
 
-/// `c = beta · a·b (+ c when accumulate)`: `a` [m, k] and `b` [k, n] given by (row, column)
-/// strides, `c` [m, n] with row stride `c_rs`.
-#[allow(unsafe_code, clippy::too_many_arguments)]
-fn product(
-    c: &mut [f32],
-    c_rs: usize,
-    accumulate: bool,
-    a: (&[f32], usize, usize),
-    b: (&[f32], usize, usize),
-    (m, n, k): (usize, usize, usize),
-    beta: f32,
-    par: Parallelism,
-) {
-    let last = |rows: usize, cols: usize, rs: usize, cs: usize| {
-        if rows == 0 || cols == 0 {
-            0
-        } else {
-            (rows - 1) * rs + (cols - 1) * cs + 1
-        }
-    };
-    assert!(
-        last(m, n, c_rs, 1) <= c.len()
-            && last(m, k, a.1, a.2) <= a.0.len()
-            && last(k, n, b.1, b.2) <= b.0.len(),
-        "product out of bounds"
-    );
-    // SAFETY: every element the strides address lies inside its slice (asserted above); `c` is
-    // borrowed mutably, so it overlaps neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            c_rs as isize,
-            accumulate,
-            a.0.as_ptr(),
-            a.2 as isize,
-            a.1 as isize,
-            b.0.as_ptr(),
-            b.2 as isize,
-            b.1 as isize,
-            1.0,
-            beta,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
+/// A tensor's values, row-major.
+pub(crate) fn values(t: &Tensor) -> Result<Vec<f32>> {
+    t.flatten_all()?.to_vec1::<f32>()
 }
 
 impl Dense {
-    /// `dst[r] += bias + x[r]·Wᵀ` for every row (dst holds zeros or the residual).
+    /// From a weight [outputs, inputs] and a bias (zeros without one).
+    pub(crate) fn new(weight: &Tensor, bias: Option<&Tensor>) -> Result<Dense> {
+        let (outputs, inputs) = weight.dims2()?;
+        Ok(Dense {
+            weight: values(weight)?,
+            bias: match bias {
+                Some(b) => values(b)?,
+                None => vec![0.0; outputs],
+            },
+            inputs,
+            outputs,
+        })
+    }
+
+    /// `weight` (and `bias` when `with_bias`) under `vb`.
+    pub(crate) fn load(
+        vb: VarBuilder,
+        outputs: usize,
+        inputs: usize,
+        with_bias: bool,
+    ) -> Result<Dense> {
+        let bias = with_bias.then(|| vb.get(outputs, "bias")).transpose()?;
+        Dense::new(&vb.get((outputs, inputs), "weight")?, bias.as_ref())
+    }
+
+    /// `dst[r] = bias + x[r]·Wᵀ` for every row.
+    pub(crate) fn forward_into(&self, x: &[f32], dst: &mut [f32], par: Parallelism) {
+        self.apply(x, dst, false, par);
+    }
+
+    /// `dst[r] += bias + x[r]·Wᵀ` for every row (dst holds the residual).
     pub(crate) fn add_to(&self, x: &[f32], dst: &mut [f32], par: Parallelism) {
+        self.apply(x, dst, true, par);
+    }
+
+    /// The bias is written (or added) first and the product accumulates onto it, so BLAS
+    /// neither zeroes `dst` nor is it read again for the bias.
+    fn apply(&self, x: &[f32], dst: &mut [f32], onto: bool, par: Parallelism) {
         let rows = x.len() / self.inputs;
         assert_eq!(dst.len(), rows * self.outputs, "dense output size");
         for row in dst.chunks_exact_mut(self.outputs) {
-            for (d, b) in row.iter_mut().zip(&self.bias) {
-                *d += b;
+            if onto {
+                for (d, b) in row.iter_mut().zip(&self.bias) {
+                    *d += b;
+                }
+            } else {
+                row.copy_from_slice(&self.bias);
             }
         }
         // Wᵀ [inputs, outputs]: element (i, j) is W[j, i], so row stride 1, column stride
@@ -142,6 +137,19 @@ impl Dense {
 }
 
 impl Norm {
+    pub(crate) fn new(gain: &Tensor, bias: &Tensor, eps: f32) -> Result<Norm> {
+        Ok(Norm {
+            gain: values(gain)?,
+            bias: values(bias)?,
+            eps,
+        })
+    }
+
+    /// `weight` and `bias` of `d` values under `vb`.
+    pub(crate) fn load(vb: VarBuilder, d: usize, eps: f32) -> Result<Norm> {
+        Norm::new(&vb.get(d, "weight")?, &vb.get(d, "bias")?, eps)
+    }
+
     /// LayerNorm of each row of `x` (rows of `gain.len()`), in place.
     pub(crate) fn apply(&self, x: &mut [f32]) {
         let d = self.gain.len();
@@ -231,27 +239,25 @@ impl Encoder {
             NormAt::After => Vec::new(),
         };
         for layer in &self.layers {
-            qkv.fill(0.0);
             match self.norm_at {
-                NormAt::After => layer.qkv.add_to(x, &mut qkv, par),
+                NormAt::After => layer.qkv.forward_into(x, &mut qkv, par),
                 NormAt::Before => {
                     normed.copy_from_slice(x);
                     layer.attn_norm.apply(&mut normed);
-                    layer.qkv.add_to(&normed, &mut qkv, par);
+                    layer.qkv.forward_into(&normed, &mut qkv, par);
                 }
             }
             self.attention(&qkv, lens, &mut context, par);
             layer.out.add_to(&context, x, par);
-            up.fill(0.0);
             match self.norm_at {
                 NormAt::After => {
                     layer.attn_norm.apply(x);
-                    layer.up.add_to(x, &mut up, par);
+                    layer.up.forward_into(x, &mut up, par);
                 }
                 NormAt::Before => {
                     normed.copy_from_slice(x);
                     layer.out_norm.apply(&mut normed);
-                    layer.up.add_to(&normed, &mut up, par);
+                    layer.up.forward_into(&normed, &mut up, par);
                 }
             }
             self.activate(&mut up);
