@@ -21,7 +21,7 @@ pub mod clip;
 pub mod clip_tokenizer;
 mod clip_vision_cpu;
 mod conv;
-mod conv_kernels;
+mod convnet_cpu;
 mod cpu_tensor;
 mod device;
 mod error;

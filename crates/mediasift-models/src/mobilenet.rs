@@ -5,7 +5,8 @@
 use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use crate::conv::{Activation, FastConv};
+use crate::conv::{Activation, CandleConv, ConvSpec, FromSpec};
+use crate::convnet_cpu::{self as cpu, Maps};
 
 use crate::{ModelError, Provenance, ResolvedModel};
 
@@ -20,6 +21,8 @@ const SETTINGS: [(usize, usize, usize, usize); 7] = [
     (6, 320, 1, 1),
 ];
 const BN_EPS: f64 = 1e-5;
+/// Width of the pooled feature.
+const FEATURE: usize = 1280;
 /// Input side after resize (shorter side 256) and centre crop.
 pub const INPUT_SIZE: u32 = 224;
 const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -36,114 +39,196 @@ struct Conv {
 }
 
 /// Conv2d + BatchNorm folded into one convolution with bias, optionally followed by ReLU6.
-#[derive(Debug)]
-struct ConvBn {
-    conv: FastConv,
-}
-
-impl ConvBn {
-    /// `conv` holds the convolution weight, `bn` the batch norm that follows it.
-    fn new(conv: VarBuilder, bn: VarBuilder, c: Conv, relu6: bool) -> candle_core::Result<ConvBn> {
-        let Conv {
-            cin,
-            cout,
-            k,
-            stride,
-            groups,
-        } = c;
-        let w = conv.get((cout, cin / groups, k, k), "weight")?;
-        let gamma = bn.get(cout, "weight")?;
-        let beta = bn.get(cout, "bias")?;
-        let mean = bn.get(cout, "running_mean")?;
-        let var = bn.get(cout, "running_var")?;
-        let scale = gamma.broadcast_div(&(var + BN_EPS)?.sqrt()?)?;
-        let w = w.broadcast_mul(&scale.reshape((cout, 1, 1, 1))?)?;
-        let b = (beta - mean.mul(&scale)?)?;
-        let activation = if relu6 {
+/// `conv` holds the convolution weight, `bn` the batch norm that follows it.
+fn conv_bn<C: FromSpec>(
+    conv: VarBuilder,
+    bn: VarBuilder,
+    c: Conv,
+    relu6: bool,
+) -> candle_core::Result<C> {
+    let Conv {
+        cin,
+        cout,
+        k,
+        stride,
+        groups,
+    } = c;
+    let w = conv.get((cout, cin / groups, k, k), "weight")?;
+    let gamma = bn.get(cout, "weight")?;
+    let beta = bn.get(cout, "bias")?;
+    let mean = bn.get(cout, "running_mean")?;
+    let var = bn.get(cout, "running_var")?;
+    let scale = gamma.broadcast_div(&(var + BN_EPS)?.sqrt()?)?;
+    C::from_spec(ConvSpec {
+        weight: w.broadcast_mul(&scale.reshape((cout, 1, 1, 1))?)?,
+        bias: (beta - mean.mul(&scale)?)?,
+        stride,
+        pad: (k - 1) / 2,
+        groups,
+        act: if relu6 {
             Activation::Relu6
         } else {
             Activation::None
-        };
-        Ok(ConvBn {
-            conv: FastConv::new(w, b, stride, (k - 1) / 2, groups)?.with_activation(activation),
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.conv.forward(x)
-    }
+        },
+    })
 }
 
+/// Expansion (1×1, absent when t = 1), depthwise 3×3, projection (1×1, linear), and the input
+/// added back when shapes allow.
 #[derive(Debug)]
-struct InvertedResidual {
-    layers: Vec<ConvBn>,
+struct InvertedResidual<C> {
+    expand: Option<C>,
+    depthwise: C,
+    project: C,
     residual: bool,
 }
 
-impl InvertedResidual {
+impl<C: FromSpec> InvertedResidual<C> {
     fn new(
         vb: VarBuilder,
         cin: usize,
         cout: usize,
         stride: usize,
         t: usize,
-    ) -> candle_core::Result<InvertedResidual> {
+    ) -> candle_core::Result<InvertedResidual<C>> {
         let hidden = cin * t;
         let vb = vb.pp("conv");
-        let mut layers = Vec::new();
-        let mut i = 0;
-        if t != 1 {
-            layers.push(ConvBn::new(
+        let one = |cin, cout| Conv {
+            cin,
+            cout,
+            k: 1,
+            stride: 1,
+            groups: 1,
+        };
+        let (expand, i) = if t != 1 {
+            let e = conv_bn(
                 vb.pp("0").pp("0"),
                 vb.pp("0").pp("1"),
-                Conv {
-                    cin,
-                    cout: hidden,
-                    k: 1,
-                    stride: 1,
-                    groups: 1,
-                },
+                one(cin, hidden),
                 true,
-            )?);
-            i = 1;
-        }
-        layers.push(ConvBn::new(
-            vb.pp(i).pp("0"),
-            vb.pp(i).pp("1"),
-            Conv {
-                cin: hidden,
-                cout: hidden,
-                k: 3,
-                stride,
-                groups: hidden,
-            },
-            true,
-        )?);
-        layers.push(ConvBn::new(
-            vb.pp(i + 1),
-            vb.pp(i + 2),
-            Conv {
-                cin: hidden,
-                cout,
-                k: 1,
-                stride: 1,
-                groups: 1,
-            },
-            false,
-        )?);
+            )?;
+            (Some(e), 1)
+        } else {
+            (None, 0)
+        };
+        let dw = Conv {
+            cin: hidden,
+            cout: hidden,
+            k: 3,
+            stride,
+            groups: hidden,
+        };
         Ok(InvertedResidual {
-            layers,
+            expand,
+            depthwise: conv_bn(vb.pp(i).pp("0"), vb.pp(i).pp("1"), dw, true)?,
+            project: conv_bn(vb.pp(i + 1), vb.pp(i + 2), one(hidden, cout), false)?,
             residual: stride == 1 && cin == cout,
         })
     }
+}
 
+impl InvertedResidual<CandleConv> {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut y = x.clone();
-        for l in &self.layers {
-            y = l.forward(&y)?;
+        let y = match &self.expand {
+            Some(e) => self.depthwise.forward(&e.forward(x)?)?,
+            None => self.depthwise.forward(x)?,
+        };
+        if self.residual {
+            self.project.forward_residual(&y, x)
+        } else {
+            self.project.forward(&y)
         }
-        if self.residual { y + x } else { Ok(y) }
     }
+}
+
+impl InvertedResidual<cpu::Conv> {
+    /// `maps.0[0]` in, `maps.0[0]` out.
+    fn run(&self, maps: &mut Maps, split: bool) {
+        let [x, t1, t2, y, _] = &mut maps.0;
+        match &self.expand {
+            Some(e) => {
+                e.run(x, t1, None, split);
+                self.depthwise.run(t1, t2, None, split);
+            }
+            None => self.depthwise.run(x, t2, None, split),
+        }
+        let residual = self.residual.then_some(&*x);
+        self.project.run(t2, y, residual, split);
+        std::mem::swap(x, y);
+    }
+}
+
+/// The convolutions, up to the 1280-d pooled feature.
+#[derive(Debug)]
+struct Trunk<C> {
+    stem: C,
+    blocks: Vec<InvertedResidual<C>>,
+    head: C,
+}
+
+impl<C: FromSpec> Trunk<C> {
+    fn new(f: &VarBuilder) -> candle_core::Result<Trunk<C>> {
+        let stem = Conv {
+            cin: 3,
+            cout: 32,
+            k: 3,
+            stride: 2,
+            groups: 1,
+        };
+        let stem = conv_bn(f.pp("0").pp("0"), f.pp("0").pp("1"), stem, true)?;
+        let mut blocks = Vec::new();
+        let (mut cin, mut index) = (32, 1);
+        for (t, c, n, s) in SETTINGS {
+            for i in 0..n {
+                let stride = if i == 0 { s } else { 1 };
+                blocks.push(InvertedResidual::new(f.pp(index), cin, c, stride, t)?);
+                cin = c;
+                index += 1;
+            }
+        }
+        let head = Conv {
+            cin: 320,
+            cout: FEATURE,
+            k: 1,
+            stride: 1,
+            groups: 1,
+        };
+        let head = conv_bn(f.pp(index).pp("0"), f.pp(index).pp("1"), head, true)?;
+        Ok(Trunk { stem, blocks, head })
+    }
+}
+
+impl Trunk<CandleConv> {
+    /// `[n, 3, 224, 224]` to `[n, 1280]`.
+    fn pooled(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut x = self.stem.forward(x)?;
+        for b in &self.blocks {
+            x = b.forward(&x)?;
+        }
+        self.head.forward(&x)?.mean(D::Minus1)?.mean(D::Minus1)
+    }
+}
+
+impl Trunk<cpu::Conv> {
+    /// One CHW image to its 1280 pooled values.
+    fn pooled(&self, image: &[f32], maps: &mut Maps, split: bool) -> Vec<f32> {
+        let side = INPUT_SIZE as usize;
+        let [x, t1, ..] = &mut maps.0;
+        t1.load_chw(image, 3, side, side);
+        self.stem.run(t1, x, None, split);
+        for b in &self.blocks {
+            b.run(maps, split);
+        }
+        let [x, t1, ..] = &mut maps.0;
+        self.head.run(x, t1, None, split);
+        t1.mean_pool()
+    }
+}
+
+#[derive(Debug)]
+enum Engine {
+    Cpu(Trunk<cpu::Conv>),
+    Candle(Trunk<CandleConv>),
 }
 
 /// What the network says about one image.
@@ -158,9 +243,7 @@ pub struct ImageOutput {
 /// MobileNetV2 with folded batch norms.
 #[derive(Debug)]
 pub struct MobileNetV2 {
-    stem: ConvBn,
-    blocks: Vec<InvertedResidual>,
-    head: ConvBn,
+    engine: Engine,
     classifier: Linear,
     device: Device,
     classes: Vec<String>,
@@ -168,68 +251,51 @@ pub struct MobileNetV2 {
 }
 
 impl MobileNetV2 {
+    /// Loads the network: our NHWC engine on the CPU, candle's ops on other devices.
     pub fn load(model: &ResolvedModel, device: &Device) -> Result<MobileNetV2, ModelError> {
+        Self::load_engine(model, device, device.is_cpu())
+    }
+
+    /// Loads the network onto candle's ops even on the CPU (to check them against ours).
+    #[doc(hidden)]
+    pub fn load_candle_ops(
+        model: &ResolvedModel,
+        device: &Device,
+    ) -> Result<MobileNetV2, ModelError> {
+        Self::load_engine(model, device, false)
+    }
+
+    fn load_engine(
+        model: &ResolvedModel,
+        device: &Device,
+        ours: bool,
+    ) -> Result<MobileNetV2, ModelError> {
         let id = model.id.as_str();
         let tensors = candle_core::safetensors::load(model.dir.join("model.safetensors"), device)
             .map_err(|e| ModelError::load(id, e))?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        let net = Self::build(vb.pp("features"), vb.pp("classifier").pp("1"))
-            .map_err(|e| ModelError::load(id, e))?;
+        let build = || -> candle_core::Result<(Engine, Linear)> {
+            let f = vb.pp("features");
+            let engine = if ours {
+                Engine::Cpu(Trunk::new(&f)?)
+            } else {
+                Engine::Candle(Trunk::new(&f)?)
+            };
+            Ok((
+                engine,
+                candle_nn::linear(FEATURE, 1000, vb.pp("classifier").pp("1"))?,
+            ))
+        };
+        let (engine, classifier) = build().map_err(|e| ModelError::load(id, e))?;
         let classes =
             load_classes(&model.dir.join("classes.json")).map_err(|e| ModelError::load(id, e))?;
-        let (stem, blocks, head, classifier) = net;
         Ok(MobileNetV2 {
-            stem,
-            blocks,
-            head,
+            engine,
             classifier,
             device: device.clone(),
             classes,
             provenance: Provenance::of(model, device),
         })
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn build(
-        f: VarBuilder,
-        cls: VarBuilder,
-    ) -> candle_core::Result<(ConvBn, Vec<InvertedResidual>, ConvBn, Linear)> {
-        let stem = ConvBn::new(
-            f.pp("0").pp("0"),
-            f.pp("0").pp("1"),
-            Conv {
-                cin: 3,
-                cout: 32,
-                k: 3,
-                stride: 2,
-                groups: 1,
-            },
-            true,
-        )?;
-        let mut blocks = Vec::new();
-        let (mut cin, mut index) = (32, 1);
-        for (t, c, n, s) in SETTINGS {
-            for i in 0..n {
-                let stride = if i == 0 { s } else { 1 };
-                blocks.push(InvertedResidual::new(f.pp(index), cin, c, stride, t)?);
-                cin = c;
-                index += 1;
-            }
-        }
-        let head = ConvBn::new(
-            f.pp(index).pp("0"),
-            f.pp(index).pp("1"),
-            Conv {
-                cin: 320,
-                cout: 1280,
-                k: 1,
-                stride: 1,
-                groups: 1,
-            },
-            true,
-        )?;
-        let classifier = candle_nn::linear(1280, 1000, cls)?;
-        Ok((stem, blocks, head, classifier))
     }
 
     pub fn provenance(&self) -> &Provenance {
@@ -250,17 +316,20 @@ impl MobileNetV2 {
             return Ok(Vec::new());
         }
         let side = INPUT_SIZE as usize;
-        let flat: Vec<f32> = inputs.iter().flatten().copied().collect();
-        let x = Tensor::from_vec(flat, (inputs.len(), 3, side, side), &self.device).map_err(err)?;
-        let mut x = self.stem.forward(&x).map_err(err)?;
-        for b in &self.blocks {
-            x = b.forward(&x).map_err(err)?;
+        cpu::check_inputs(inputs, 3 * side * side)
+            .map_err(|e| ModelError::inference(&self.provenance.id, e))?;
+        let feature = match &self.engine {
+            Engine::Cpu(trunk) => {
+                let rows = cpu::batch(inputs, |x, maps, split| trunk.pooled(x, maps, split));
+                Tensor::from_vec(rows.concat(), (inputs.len(), FEATURE), &self.device)
+            }
+            Engine::Candle(trunk) => {
+                let flat: Vec<f32> = inputs.iter().flatten().copied().collect();
+                Tensor::from_vec(flat, (inputs.len(), 3, side, side), &self.device)
+                    .and_then(|x| trunk.pooled(&x))
+            }
         }
-        let x = self.head.forward(&x).map_err(err)?;
-        let feature = x
-            .mean(D::Minus1)
-            .and_then(|t| t.mean(D::Minus1))
-            .map_err(err)?;
+        .map_err(err)?;
         let logits = self.classifier.forward(&feature).map_err(err)?;
         let (features, logits) = (
             feature.to_vec2::<f32>().map_err(err)?,

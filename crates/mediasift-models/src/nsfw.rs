@@ -9,7 +9,8 @@ use std::path::Path;
 use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::conv::{Activation, FastConv};
+use crate::conv::{Activation, CandleConv, ConvSpec, FromSpec};
+use crate::convnet_cpu::{self as cpu, Maps};
 
 use crate::{ModelError, Provenance, ResolvedModel};
 
@@ -25,48 +26,54 @@ const MEAN_BGR: [f32; 3] = [104.0, 117.0, 123.0];
 pub const INPUT_SIZE: u32 = 224;
 const RESIZE: u32 = 256;
 
-fn conv(
+fn conv<C: FromSpec>(
     vb: VarBuilder,
-    cin: usize,
-    cout: usize,
-    k: usize,
+    (cin, cout, k): (usize, usize, usize),
     stride: usize,
-    padding: usize,
-    activation: Activation,
-) -> candle_core::Result<FastConv> {
-    let w = vb.get((cout, cin, k, k), "weight")?;
-    let b = vb.get(cout, "bias")?;
-    Ok(FastConv::new(w, b, stride, padding, 1)?.with_activation(activation))
+    pad: usize,
+    act: Activation,
+) -> candle_core::Result<C> {
+    C::from_spec(ConvSpec {
+        weight: vb.get((cout, cin, k, k), "weight")?,
+        bias: vb.get(cout, "bias")?,
+        stride,
+        pad,
+        groups: 1,
+        act,
+    })
 }
 
+/// A bottleneck block: `relu(c(b(a(x))) + shortcut)`, the ReLU fused into `c`.
 #[derive(Debug)]
-struct Bottleneck {
-    a: FastConv,
-    b: FastConv,
-    c: FastConv,
-    proj: Option<FastConv>,
+struct Bottleneck<C> {
+    a: C,
+    b: C,
+    c: C,
+    proj: Option<C>,
 }
 
-impl Bottleneck {
+impl<C: FromSpec> Bottleneck<C> {
     fn new(
         vb: VarBuilder,
-        cin: usize,
-        mid: usize,
-        cout: usize,
+        (cin, mid, cout): (usize, usize, usize),
         stride: usize,
         first: bool,
-    ) -> candle_core::Result<Bottleneck> {
+    ) -> candle_core::Result<Bottleneck<C>> {
         Ok(Bottleneck {
             // Caffe-style: the stride sits on the first 1x1 convolution.
-            a: conv(vb.pp("branch2a"), cin, mid, 1, stride, 0, Activation::Relu)?,
-            b: conv(vb.pp("branch2b"), mid, mid, 3, 1, 1, Activation::Relu)?,
-            c: conv(vb.pp("branch2c"), mid, cout, 1, 1, 0, Activation::None)?,
+            a: conv(
+                vb.pp("branch2a"),
+                (cin, mid, 1),
+                stride,
+                0,
+                Activation::Relu,
+            )?,
+            b: conv(vb.pp("branch2b"), (mid, mid, 3), 1, 1, Activation::Relu)?,
+            c: conv(vb.pp("branch2c"), (mid, cout, 1), 1, 0, Activation::Relu)?,
             proj: if first {
                 Some(conv(
                     vb.pp("proj"),
-                    cin,
-                    cout,
-                    1,
+                    (cin, cout, 1),
                     stride,
                     0,
                     Activation::None,
@@ -76,22 +83,103 @@ impl Bottleneck {
             },
         })
     }
+}
 
+impl Bottleneck<CandleConv> {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = self.c.forward(&self.b.forward(&self.a.forward(x)?)?)?;
+        let y = self.b.forward(&self.a.forward(x)?)?;
         let shortcut = match &self.proj {
             Some(p) => p.forward(x)?,
             None => x.clone(),
         };
-        (y + shortcut)?.relu()
+        self.c.forward_residual(&y, &shortcut)
     }
+}
+
+impl Bottleneck<cpu::Conv> {
+    /// `maps.0[0]` in, `maps.0[0]` out.
+    fn run(&self, maps: &mut Maps, split: bool) {
+        let [x, t1, t2, y, _] = &mut maps.0;
+        self.a.run(x, t1, None, split);
+        self.b.run(t1, t2, None, split);
+        let shortcut = match &self.proj {
+            Some(p) => {
+                p.run(x, t1, None, split);
+                &*t1
+            }
+            None => &*x,
+        };
+        self.c.run(t2, y, Some(shortcut), split);
+        std::mem::swap(x, y);
+    }
+}
+
+/// The convolutions, up to the globally pooled 1024-d feature.
+#[derive(Debug)]
+struct Trunk<C> {
+    conv1: C,
+    blocks: Vec<Bottleneck<C>>,
+}
+
+impl<C: FromSpec> Trunk<C> {
+    fn new(vb: &VarBuilder) -> candle_core::Result<Trunk<C>> {
+        let conv1 = conv(vb.pp("conv1"), (3, 64, 7), 2, 3, Activation::Relu)?;
+        let mut blocks = Vec::new();
+        let mut cin = 64;
+        for (s, (n, mid, cout, stride)) in STAGES.into_iter().enumerate() {
+            for b in 0..n {
+                let vb = vb.pp(format!("stage{s}")).pp(format!("block{b}"));
+                let stride = if b == 0 { stride } else { 1 };
+                blocks.push(Bottleneck::new(vb, (cin, mid, cout), stride, b == 0)?);
+                cin = cout;
+            }
+        }
+        Ok(Trunk { conv1, blocks })
+    }
+}
+
+impl Trunk<CandleConv> {
+    /// `[n, 3, 224, 224]` to `[n, 1024]`.
+    fn pooled(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let x = self.conv1.forward(x)?;
+        // TF "SAME" max pool: 3x3, stride 2, one extra row and column at the bottom/right.
+        let mut x = x
+            .pad_with_same(D::Minus1, 0, 1)?
+            .pad_with_same(D::Minus2, 0, 1)?
+            .max_pool2d_with_stride(3, 2)?;
+        for b in &self.blocks {
+            x = b.forward(&x)?;
+        }
+        x.mean(D::Minus1)?.mean(D::Minus1)
+    }
+}
+
+impl Trunk<cpu::Conv> {
+    /// One CHW image to its 1024 pooled values.
+    fn pooled(&self, image: &[f32], maps: &mut Maps, split: bool) -> Vec<f32> {
+        let side = INPUT_SIZE as usize;
+        let [x, t1, t2, ..] = &mut maps.0;
+        t1.load_chw(image, 3, side, side);
+        self.conv1.run(t1, t2, None, split);
+        // The same pool as above: taps past the edge are ignored, as edge padding does.
+        cpu::max_pool(t2, x, 3, 2, 1, split);
+        for b in &self.blocks {
+            b.run(maps, split);
+        }
+        maps.0[0].mean_pool()
+    }
+}
+
+#[derive(Debug)]
+enum Engine {
+    Cpu(Trunk<cpu::Conv>),
+    Candle(Trunk<CandleConv>),
 }
 
 /// The open_nsfw network.
 #[derive(Debug)]
 pub struct OpenNsfw {
-    conv1: FastConv,
-    blocks: Vec<Bottleneck>,
+    engine: Engine,
     fc_w: Tensor,
     fc_b: Tensor,
     device: Device,
@@ -99,40 +187,38 @@ pub struct OpenNsfw {
 }
 
 impl OpenNsfw {
+    /// Loads the network: our NHWC engine on the CPU, candle's ops on other devices.
     pub fn load(model: &ResolvedModel, device: &Device) -> Result<OpenNsfw, ModelError> {
+        Self::load_engine(model, device, device.is_cpu())
+    }
+
+    /// Loads the network onto candle's ops even on the CPU (to check them against ours).
+    #[doc(hidden)]
+    pub fn load_candle_ops(model: &ResolvedModel, device: &Device) -> Result<OpenNsfw, ModelError> {
+        Self::load_engine(model, device, false)
+    }
+
+    fn load_engine(
+        model: &ResolvedModel,
+        device: &Device,
+        ours: bool,
+    ) -> Result<OpenNsfw, ModelError> {
         let id = model.id.as_str();
         let tensors = candle_core::safetensors::load(model.dir.join("model.safetensors"), device)
             .map_err(|e| ModelError::load(id, e))?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        let build = || -> candle_core::Result<(FastConv, Vec<Bottleneck>, Tensor, Tensor)> {
-            let conv1 = conv(vb.pp("conv1"), 3, 64, 7, 2, 3, Activation::Relu)?;
-            let mut blocks = Vec::new();
-            let mut cin = 64;
-            for (s, (n, mid, cout, stride)) in STAGES.into_iter().enumerate() {
-                for b in 0..n {
-                    let vb = vb.pp(format!("stage{s}")).pp(format!("block{b}"));
-                    blocks.push(Bottleneck::new(
-                        vb,
-                        cin,
-                        mid,
-                        cout,
-                        if b == 0 { stride } else { 1 },
-                        b == 0,
-                    )?);
-                    cin = cout;
-                }
-            }
-            Ok((
-                conv1,
-                blocks,
-                vb.pp("fc").get((2, 1024), "weight")?,
-                vb.pp("fc").get(2, "bias")?,
-            ))
+        let build = || -> candle_core::Result<(Engine, Tensor, Tensor)> {
+            let engine = if ours {
+                Engine::Cpu(Trunk::new(&vb)?)
+            } else {
+                Engine::Candle(Trunk::new(&vb)?)
+            };
+            let fc = vb.pp("fc");
+            Ok((engine, fc.get((2, 1024), "weight")?, fc.get(2, "bias")?))
         };
-        let (conv1, blocks, fc_w, fc_b) = build().map_err(|e| ModelError::load(id, e))?;
+        let (engine, fc_w, fc_b) = build().map_err(|e| ModelError::load(id, e))?;
         Ok(OpenNsfw {
-            conv1,
-            blocks,
+            engine,
             fc_w,
             fc_b,
             device: device.clone(),
@@ -151,20 +237,20 @@ impl OpenNsfw {
             return Ok(Vec::new());
         }
         let side = INPUT_SIZE as usize;
-        let flat: Vec<f32> = inputs.iter().flatten().copied().collect();
+        cpu::check_inputs(inputs, 3 * side * side)
+            .map_err(|e| ModelError::inference(&self.provenance.id, e))?;
         let run = || -> candle_core::Result<Vec<Vec<f32>>> {
-            let x = Tensor::from_vec(flat, (inputs.len(), 3, side, side), &self.device)?;
-            let x = self.conv1.forward(&x)?;
-            // TF "SAME" max pool: 3x3, stride 2, one extra row and column at the bottom/right.
-            let x = x
-                .pad_with_same(D::Minus1, 0, 1)?
-                .pad_with_same(D::Minus2, 0, 1)?
-                .max_pool2d_with_stride(3, 2)?;
-            let mut x = x;
-            for b in &self.blocks {
-                x = b.forward(&x)?;
-            }
-            let pooled = x.mean(D::Minus1)?.mean(D::Minus1)?;
+            let pooled = match &self.engine {
+                Engine::Cpu(trunk) => {
+                    let rows = cpu::batch(inputs, |x, maps, split| trunk.pooled(x, maps, split));
+                    Tensor::from_vec(rows.concat(), (inputs.len(), 1024), &self.device)?
+                }
+                Engine::Candle(trunk) => {
+                    let flat: Vec<f32> = inputs.iter().flatten().copied().collect();
+                    let x = Tensor::from_vec(flat, (inputs.len(), 3, side, side), &self.device)?;
+                    trunk.pooled(&x)?
+                }
+            };
             let logits = pooled.matmul(&self.fc_w.t()?)?.broadcast_add(&self.fc_b)?;
             candle_nn::ops::softmax(&logits, D::Minus1)?.to_vec2::<f32>()
         };

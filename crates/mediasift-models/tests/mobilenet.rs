@@ -26,13 +26,29 @@ fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-fn model() -> MobileNetV2 {
+fn resolved() -> mediasift_models::ResolvedModel {
     let cfg = RawConfig::default().validate().unwrap();
     let store = ModelStore::new(cfg.models_dir(), Default::default(), false);
-    let m = store
+    store
         .resolve(&catalog::MOBILENET_V2)
-        .unwrap_or_else(|e| panic!("{e}\n(the test script runs `mediasift models fetch` first)"));
-    MobileNetV2::load(&m, &Device::Cpu).unwrap()
+        .unwrap_or_else(|e| panic!("{e}\n(the test script runs `mediasift models fetch` first)"))
+}
+
+fn model() -> MobileNetV2 {
+    MobileNetV2::load(&resolved(), &Device::Cpu).unwrap()
+}
+
+fn reference_inputs() -> Vec<Vec<f32>> {
+    reference()
+        .values()
+        .map(|r| {
+            normalise(
+                &image::open(fixture("tests/fixtures").join(&r.crop))
+                    .unwrap()
+                    .into_rgb8(),
+            )
+        })
+        .collect()
 }
 
 /// The photo as the pipeline decodes it (libjpeg-turbo for JPEG, as Pillow).
@@ -54,16 +70,7 @@ fn photo(name: &str) -> image::RgbImage {
 fn logits_match_the_reference_forward_pass() {
     let net = model();
     let refs = reference();
-    let inputs: Vec<Vec<f32>> = refs
-        .values()
-        .map(|r| {
-            normalise(
-                &image::open(fixture("tests/fixtures").join(&r.crop))
-                    .unwrap()
-                    .into_rgb8(),
-            )
-        })
-        .collect();
+    let inputs = reference_inputs();
     let batch = net.forward(&inputs).unwrap();
     for ((name, r), out) in refs.iter().zip(&batch) {
         let d = out
@@ -85,6 +92,28 @@ fn logits_match_the_reference_forward_pass() {
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
         assert!(d < 1e-5, "batch vs single {d}");
+    }
+}
+
+/// The candle graph other devices run (NCHW, candle's conv2d) computes what our CPU engine
+/// (NHWC) does.
+#[test]
+fn candle_ops_give_the_cpu_engines_answers() {
+    let inputs = reference_inputs();
+    let ours = model().forward(&inputs).unwrap();
+    let theirs = MobileNetV2::load_candle_ops(&resolved(), &Device::Cpu)
+        .unwrap()
+        .forward(&inputs)
+        .unwrap();
+    for (a, b) in ours.iter().zip(&theirs) {
+        let d = a
+            .logits
+            .iter()
+            .chain(&a.feature)
+            .zip(b.logits.iter().chain(&b.feature))
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(d < 1e-4, "max deviation {d}");
     }
 }
 

@@ -25,13 +25,29 @@ fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-fn model() -> OpenNsfw {
+fn resolved() -> mediasift_models::ResolvedModel {
     let cfg = RawConfig::default().validate().unwrap();
     let store = ModelStore::new(cfg.models_dir(), Default::default(), false);
-    let m = store
+    store
         .resolve(&catalog::OPEN_NSFW)
-        .unwrap_or_else(|e| panic!("{e}\n(the test script runs `mediasift models fetch` first)"));
-    OpenNsfw::load(&m, &Device::Cpu).unwrap()
+        .unwrap_or_else(|e| panic!("{e}\n(the test script runs `mediasift models fetch` first)"))
+}
+
+fn model() -> OpenNsfw {
+    OpenNsfw::load(&resolved(), &Device::Cpu).unwrap()
+}
+
+fn reference_inputs() -> Vec<Vec<f32>> {
+    reference()
+        .values()
+        .map(|r| {
+            normalise(
+                &image::open(fixture("tests/fixtures").join(&r.input))
+                    .unwrap()
+                    .into_rgb8(),
+            )
+        })
+        .collect()
 }
 
 fn log_odds(p: f32) -> f32 {
@@ -42,16 +58,7 @@ fn log_odds(p: f32) -> f32 {
 fn scores_match_onnxruntime_on_the_same_inputs() {
     let net = model();
     let refs = reference();
-    let inputs: Vec<Vec<f32>> = refs
-        .values()
-        .map(|r| {
-            normalise(
-                &image::open(fixture("tests/fixtures").join(&r.input))
-                    .unwrap()
-                    .into_rgb8(),
-            )
-        })
-        .collect();
+    let inputs = reference_inputs();
     let scores = net.scores(&inputs).unwrap();
     for ((name, r), score) in refs.iter().zip(&scores) {
         assert!(
@@ -69,6 +76,28 @@ fn scores_match_onnxruntime_on_the_same_inputs() {
     }
     let single = net.scores(&inputs[..1]).unwrap()[0];
     assert!((single - scores[0]).abs() < 1e-6, "batch vs single");
+}
+
+/// The candle graph other devices run (NCHW, candle's conv2d) computes what our CPU engine
+/// (NHWC) does; compared as log-odds, which these clearly safe photos make sensitive.
+#[test]
+fn candle_ops_give_the_cpu_engines_answers() {
+    let inputs = reference_inputs();
+    let ours = model().scores(&inputs).unwrap();
+    let theirs = OpenNsfw::load_candle_ops(&resolved(), &Device::Cpu)
+        .unwrap()
+        .scores(&inputs)
+        .unwrap();
+    for (a, b) in ours.iter().zip(&theirs) {
+        let d = (log_odds(*a) - log_odds(*b)).abs();
+        assert!(d < 1e-3, "{a} vs {b}: log-odds differ by {d}");
+    }
+}
+
+#[test]
+fn inputs_of_the_wrong_size_are_an_error_not_a_panic() {
+    let err = model().scores(&[vec![0.0; 10]]).unwrap_err().to_string();
+    assert!(err.contains("input 0 has 10 values"), "{err}");
 }
 
 #[test]

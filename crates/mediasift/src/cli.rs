@@ -240,6 +240,24 @@ pub struct BenchArgs {
     /// Images for the sustained and end-to-end (JPEG files through `analyze`) CLIP rows.
     #[arg(long, default_value_t = 1000)]
     pub clip_images: usize,
+    /// Networks to measure (the matmul peak is always measured).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "open_nsfw,mobilenet_v2,minilm,clip"
+    )]
+    pub models: Vec<VisionBench>,
+}
+
+/// A network `mediasift bench vision` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VisionBench {
+    #[value(name = "open_nsfw")]
+    OpenNsfw,
+    #[value(name = "mobilenet_v2")]
+    MobilenetV2,
+    Minilm,
+    Clip,
 }
 
 #[derive(Debug, Subcommand)]

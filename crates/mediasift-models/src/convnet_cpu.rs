@@ -1,0 +1,547 @@
+//! Convolution networks on the CPU in f32: activations in NHWC (channels innermost), one image
+//! per thread, buffers reused from batch to batch.
+//!
+//! Through candle tensors in NCHW, every layer of open_nsfw and MobileNetV2 allocated (and
+//! page-faulted) a fresh output, the residual additions and ReLUs were separate whole-batch
+//! passes, both cores met at a barrier after every op, and a depthwise convolution worked one
+//! plane at a time along rows as short as 7 pixels. Here:
+//!
+//! - A batch with at least one image per thread runs each image through the whole network on
+//!   one thread ([`batch`]): single-threaded OpenBLAS products, no barriers. Leftover images
+//!   (fewer than the threads) run one at a time with each layer's output rows split over the
+//!   pool.
+//! - A dense convolution is one product `[pixels, k·k·cin] · [k·k·cin, cout]` per chunk of
+//!   output rows sized to stay in cache: the NHWC image already is that matrix for a 1×1
+//!   stride-1 convolution; otherwise the chunk is unfolded first (one copy of `k·cin` values
+//!   per pixel and kernel row). The product accumulates onto the output already holding the
+//!   bias (plus the residual, for a block's last convolution), and the activation runs over
+//!   the chunk while it is in cache.
+//! - A depthwise convolution multiplies whole pixels (all channels, vectorised) by each tap.
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use candle_core::{DType, Tensor};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use crate::conv::Activation;
+use crate::slice_gemm::product;
+
+/// Floats of unfolded input plus output a dense chunk aims to keep in cache.
+const CHUNK_FLOATS: usize = 1 << 16;
+
+/// One image's activations, `h × w × c` with channels innermost.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Map {
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub data: Vec<f32>,
+}
+
+impl Map {
+    /// Reshapes, keeping the allocation; the caller overwrites every value.
+    fn shape(&mut self, h: usize, w: usize, c: usize) {
+        (self.h, self.w, self.c) = (h, w, c);
+        self.data.resize(h * w * c, 0.0);
+    }
+
+    /// Loads a `c × h × w` (CHW) image.
+    pub fn load_chw(&mut self, chw: &[f32], c: usize, h: usize, w: usize) {
+        assert_eq!(chw.len(), c * h * w, "image of the wrong size");
+        self.shape(h, w, c);
+        let plane = h * w;
+        for (p, pixel) in self.data.chunks_exact_mut(c).enumerate() {
+            for (ch, v) in pixel.iter_mut().enumerate() {
+                *v = chw[ch * plane + p];
+            }
+        }
+    }
+
+    /// The mean over all pixels, per channel.
+    pub fn mean_pool(&self) -> Vec<f32> {
+        let mut sum = vec![0f32; self.c];
+        for pixel in self.data.chunks_exact(self.c) {
+            for (s, v) in sum.iter_mut().zip(pixel) {
+                *s += v;
+            }
+        }
+        let n = (self.h * self.w).max(1) as f32;
+        sum.iter_mut().for_each(|s| *s /= n);
+        sum
+    }
+}
+
+/// The activation maps one image's pass reuses (which a network uses for what is its own
+/// business).
+#[derive(Debug, Default)]
+pub(crate) struct Maps(pub [Map; 5]);
+
+thread_local! {
+    static MAPS: RefCell<Maps> = RefCell::default();
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's maps (a fresh set if they are in use further up the stack).
+fn with_maps<R>(f: impl FnOnce(&mut Maps) -> R) -> R {
+    MAPS.with(|m| match m.try_borrow_mut() {
+        Ok(mut maps) => f(&mut maps),
+        Err(_) => f(&mut Maps::default()),
+    })
+}
+
+/// Runs `f` with `len` floats of this thread's scratch space (values undefined).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            f(&mut buf[..len])
+        }
+        Err(_) => f(&mut vec![0f32; len]),
+    })
+}
+
+/// Runs `image(input, maps, split)` over a batch: one image per thread for as many whole rounds
+/// as the pool allows, the rest one at a time with their layers split over the pool (`split`).
+pub(crate) fn batch<R: Send>(
+    images: &[Vec<f32>],
+    image: impl Fn(&[f32], &mut Maps, bool) -> R + Sync,
+) -> Vec<R> {
+    let threads = rayon::current_num_threads().max(1);
+    let whole = if threads > 1 {
+        images.len() / threads * threads
+    } else {
+        images.len()
+    };
+    let mut out: Vec<R> = images[..whole]
+        .par_iter()
+        .with_max_len(1)
+        .map(|x| with_maps(|m| image(x, m, false)))
+        .collect();
+    // On a pool thread: each layer's split then starts while the other threads are still
+    // awake from the last one (called from outside the pool, every layer would wait for
+    // sleeping threads to wake; MobileNetV2 at batch 1 gained 13 % from a second thread so).
+    let rest = &images[whole..];
+    if !rest.is_empty() {
+        rayon::scope(|_| out.extend(rest.iter().map(|x| with_maps(|m| image(x, m, true)))));
+    }
+    out
+}
+
+/// An error naming the first input that is not `len` values long.
+pub(crate) fn check_inputs(inputs: &[Vec<f32>], len: usize) -> Result<(), String> {
+    match inputs.iter().position(|x| x.len() != len) {
+        Some(i) => Err(format!(
+            "input {i} has {} values, expected {len}",
+            inputs[i].len()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Calls `f(rows, out_rows)` over the output rows `0..rows`, each `row` floats long: in one
+/// call, or in one band per thread when `split`.
+fn bands(
+    out: &mut [f32],
+    rows: usize,
+    row: usize,
+    split: bool,
+    f: impl Fn(Range<usize>, &mut [f32]) + Sync,
+) {
+    let threads = rayon::current_num_threads().min(rows).max(1);
+    if !split || threads == 1 || row == 0 {
+        return f(0..rows, out);
+    }
+    let per = rows.div_ceil(threads);
+    out.par_chunks_mut(per * row)
+        .enumerate()
+        .for_each(|(i, o)| f(i * per..i * per + o.len() / row, o));
+}
+
+/// The input index `o·stride + tap − pad`, if inside `0..len`.
+fn input_index(o: usize, tap: usize, stride: usize, pad: usize, len: usize) -> Option<usize> {
+    (o * stride + tap).checked_sub(pad).filter(|&i| i < len)
+}
+
+/// A dense (groups = 1) or depthwise (groups = channels) convolution with bias, square kernel,
+/// the same padding on all sides, and a fused activation.
+#[derive(Debug)]
+pub(crate) struct Conv {
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    depthwise: bool,
+    /// Dense: `[k·k·cin, cout]`, rows ordered (ky, kx, input channel); depthwise: `[k·k, c]`.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    act: Activation,
+}
+
+impl Conv {
+    /// From PyTorch's `(cout, cin/groups, k, k)` weight and `(cout)` bias.
+    pub fn new(
+        weight: &Tensor,
+        bias: &Tensor,
+        stride: usize,
+        pad: usize,
+        groups: usize,
+        act: Activation,
+    ) -> candle_core::Result<Conv> {
+        let (cout, cin_g, k, k2) = weight.dims4()?;
+        let depthwise = match groups {
+            1 => false,
+            g if g == cout && cin_g == 1 => true,
+            _ => candle_core::bail!("only dense and depthwise convolutions run on the CPU engine"),
+        };
+        if k != k2 || stride == 0 {
+            candle_core::bail!("only square kernels with a stride run on the CPU engine");
+        }
+        let w = weight
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let bias = bias.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        if bias.len() != cout {
+            candle_core::bail!("bias of {} values for {cout} outputs", bias.len());
+        }
+        let taps = k * k;
+        let mut packed = vec![0f32; w.len()];
+        let cin = if depthwise { cout } else { cin_g };
+        if depthwise {
+            for c in 0..cout {
+                for t in 0..taps {
+                    packed[t * cout + c] = w[c * taps + t];
+                }
+            }
+        } else {
+            for co in 0..cout {
+                for ci in 0..cin {
+                    for t in 0..taps {
+                        packed[(t * cin + ci) * cout + co] = w[(co * cin + ci) * taps + t];
+                    }
+                }
+            }
+        }
+        Ok(Conv {
+            cin,
+            cout,
+            k,
+            stride,
+            pad,
+            depthwise,
+            weight: packed,
+            bias,
+            act,
+        })
+    }
+
+    fn out_len(&self, len: usize) -> usize {
+        (len + 2 * self.pad).saturating_sub(self.k) / self.stride + 1
+    }
+
+    /// `out = act(conv(x) + bias + residual)`; `split` spreads the output rows over the pool.
+    pub fn run(&self, x: &Map, out: &mut Map, residual: Option<&Map>, split: bool) {
+        assert_eq!(x.c, self.cin, "input channels");
+        assert!(
+            x.h + 2 * self.pad >= self.k && x.w + 2 * self.pad >= self.k,
+            "image smaller than the kernel"
+        );
+        let (ho, wo) = (self.out_len(x.h), self.out_len(x.w));
+        out.shape(ho, wo, self.cout);
+        let row = wo * self.cout;
+        if let Some(r) = residual {
+            assert_eq!((r.h, r.w, r.c), (ho, wo, self.cout), "residual shape");
+        }
+        bands(&mut out.data, ho, row, split, |rows, o| {
+            let res = residual.map(|r| &r.data[rows.start * row..rows.end * row]);
+            if self.depthwise {
+                self.fill(o, res);
+                self.depthwise_rows(x, o, rows, wo);
+                self.act.apply_all(o);
+            } else {
+                self.dense_rows(x, o, rows, wo, res);
+            }
+        });
+    }
+
+    /// Every output pixel := bias (+ residual).
+    fn fill(&self, o: &mut [f32], residual: Option<&[f32]>) {
+        match residual {
+            Some(r) => {
+                for (px, rp) in o.chunks_exact_mut(self.cout).zip(r.chunks_exact(self.cout)) {
+                    for ((d, &b), &r) in px.iter_mut().zip(&self.bias).zip(rp) {
+                        *d = b + r;
+                    }
+                }
+            }
+            None => o
+                .chunks_exact_mut(self.cout)
+                .for_each(|px| px.copy_from_slice(&self.bias)),
+        }
+    }
+
+    fn dense_rows(
+        &self,
+        x: &Map,
+        o: &mut [f32],
+        rows: Range<usize>,
+        wo: usize,
+        residual: Option<&[f32]>,
+    ) {
+        let depth = self.k * self.k * self.cin;
+        let direct = self.k == 1 && self.stride == 1 && self.pad == 0;
+        let row = wo * self.cout;
+        let per = (CHUNK_FLOATS / (wo * (depth + self.cout)).max(1)).max(1);
+        for (i, chunk) in o.chunks_mut(per * row).enumerate() {
+            let first = rows.start + i * per;
+            let n = chunk.len() / row;
+            let pixels = n * wo;
+            self.fill(chunk, residual.map(|r| &r[i * per * row..][..n * row]));
+            let dims = (pixels, self.cout, depth);
+            let w = (&self.weight[..], self.cout, 1);
+            if direct {
+                let a = &x.data[first * wo * self.cin..][..pixels * self.cin];
+                product(
+                    chunk,
+                    self.cout,
+                    true,
+                    (a, depth, 1),
+                    w,
+                    dims,
+                    1.0,
+                    Parallelism::None,
+                );
+            } else {
+                with_scratch(pixels * depth, |cols| {
+                    self.unfold(x, first..first + n, wo, cols);
+                    product(
+                        chunk,
+                        self.cout,
+                        true,
+                        (cols, depth, 1),
+                        w,
+                        dims,
+                        1.0,
+                        Parallelism::None,
+                    );
+                });
+            }
+            self.act.apply_all(chunk);
+        }
+    }
+
+    /// Output rows `rows` as `[pixels, k·k·cin]`: each row holds what the kernel sees (0 in
+    /// the padding).
+    fn unfold(&self, x: &Map, rows: Range<usize>, wo: usize, cols: &mut [f32]) {
+        let (k, s, p, c) = (self.k, self.stride, self.pad, self.cin);
+        let depth = k * k * c;
+        for (i, oy) in rows.enumerate() {
+            for ox in 0..wo {
+                let dst = &mut cols[(i * wo + ox) * depth..][..depth];
+                // The kernel columns inside the image: kx in lo..hi.
+                let lo = p.saturating_sub(ox * s).min(k);
+                let hi = (x.w + p).saturating_sub(ox * s).clamp(lo, k);
+                for ky in 0..k {
+                    let d = &mut dst[ky * k * c..][..k * c];
+                    let Some(iy) = input_index(oy, ky, s, p, x.h) else {
+                        d.fill(0.0);
+                        continue;
+                    };
+                    d[..lo * c].fill(0.0);
+                    d[hi * c..].fill(0.0);
+                    if hi > lo {
+                        let ix = ox * s + lo - p;
+                        d[lo * c..hi * c]
+                            .copy_from_slice(&x.data[(iy * x.w + ix) * c..][..(hi - lo) * c]);
+                    }
+                }
+            }
+        }
+    }
+
+    fn depthwise_rows(&self, x: &Map, o: &mut [f32], rows: Range<usize>, wo: usize) {
+        let (k, s, p, c) = (self.k, self.stride, self.pad, self.cout);
+        for (orow, oy) in o.chunks_exact_mut(wo * c).zip(rows) {
+            for (ox, px) in orow.chunks_exact_mut(c).enumerate() {
+                for ky in 0..k {
+                    let Some(iy) = input_index(oy, ky, s, p, x.h) else {
+                        continue;
+                    };
+                    for kx in 0..k {
+                        let Some(ix) = input_index(ox, kx, s, p, x.w) else {
+                            continue;
+                        };
+                        let src = &x.data[(iy * x.w + ix) * c..][..c];
+                        let taps = &self.weight[(ky * k + kx) * c..][..c];
+                        for ((d, &v), &t) in px.iter_mut().zip(src).zip(taps) {
+                            *d += v * t;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Max pooling with a `k × k` window and a stride, windows reaching up to `pad_end` past the
+/// bottom and right edges; taps outside the image are ignored (the same as padding by
+/// repeating the edge).
+pub(crate) fn max_pool(
+    x: &Map,
+    out: &mut Map,
+    k: usize,
+    stride: usize,
+    pad_end: usize,
+    split: bool,
+) {
+    let len = |n: usize| (n + pad_end).saturating_sub(k) / stride + 1;
+    let (ho, wo, c) = (len(x.h), len(x.w), x.c);
+    out.shape(ho, wo, c);
+    bands(&mut out.data, ho, wo * c, split, |rows, o| {
+        for (orow, oy) in o.chunks_exact_mut(wo * c).zip(rows) {
+            for (ox, px) in orow.chunks_exact_mut(c).enumerate() {
+                px.fill(f32::NEG_INFINITY);
+                for ky in 0..k {
+                    let Some(iy) = input_index(oy, ky, stride, 0, x.h) else {
+                        continue;
+                    };
+                    for kx in 0..k {
+                        let Some(ix) = input_index(ox, kx, stride, 0, x.w) else {
+                            continue;
+                        };
+                        let src = &x.data[(iy * x.w + ix) * c..][..c];
+                        for (d, &v) in px.iter_mut().zip(src) {
+                            *d = d.max(v);
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Module, Tensor};
+    use candle_nn::{Conv2d, Conv2dConfig};
+
+    use super::*;
+
+    fn map_of(t: &Tensor) -> Map {
+        let (c, h, w) = t.dims3().unwrap();
+        let mut m = Map::default();
+        m.load_chw(&t.flatten_all().unwrap().to_vec1().unwrap(), c, h, w);
+        m
+    }
+
+    fn max_diff(ours: &Map, theirs: &Tensor) -> f32 {
+        let expected = map_of(theirs);
+        assert_eq!(
+            (ours.h, ours.w, ours.c),
+            (expected.h, expected.w, expected.c)
+        );
+        ours.data
+            .iter()
+            .zip(&expected.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max)
+    }
+
+    /// Every path (1×1 direct, 1×1 strided, k×k unfolded with padding, 7×7 with 3 input
+    /// channels, depthwise strided and not; each activation; with and without a residual;
+    /// whole image and rows split over the pool) against candle's conv2d on random data.
+    #[test]
+    fn matches_candles_conv2d() {
+        let dev = Device::Cpu;
+        use Activation::{None as Linear, Relu, Relu6};
+        let cases = [
+            (8, 16, 1, 1, 0, 1, Linear),
+            (8, 16, 3, 1, 1, 1, Relu),
+            (8, 16, 3, 2, 1, 1, Relu6),
+            (3, 8, 7, 2, 3, 1, Relu),
+            (16, 16, 3, 1, 1, 16, Relu6),
+            (16, 16, 3, 2, 1, 16, Linear),
+            (12, 12, 5, 2, 2, 12, Relu),
+            (8, 16, 1, 2, 0, 1, Relu),
+            (4, 4, 3, 1, 0, 4, Linear),
+            (5, 7, 3, 1, 0, 1, Relu6),
+        ];
+        for (cin, cout, k, stride, padding, groups, act) in cases {
+            let x = Tensor::randn(0f32, 1.0, (1, cin, 15, 14), &dev).unwrap();
+            let w = Tensor::randn(0f32, 1.0, (cout, cin / groups, k, k), &dev).unwrap();
+            let b = Tensor::randn(0f32, 1.0, cout, &dev).unwrap();
+            let cfg = Conv2dConfig {
+                padding,
+                stride,
+                dilation: 1,
+                groups,
+                cudnn_fwd_algo: None,
+            };
+            let y = Conv2d::new(w.clone(), Some(b.clone()), cfg)
+                .forward(&x)
+                .unwrap();
+            let r = y.randn_like(0.0, 1.0).unwrap();
+            let conv = Conv::new(&w, &b, stride, padding, groups, act).unwrap();
+            let input = map_of(&x.squeeze(0).unwrap());
+            let residual = map_of(&r.squeeze(0).unwrap());
+            for (with_residual, split) in
+                [(false, false), (true, false), (false, true), (true, true)]
+            {
+                let mut out = Map::default();
+                conv.run(&input, &mut out, with_residual.then_some(&residual), split);
+                let expected = if with_residual {
+                    (&y + &r).unwrap()
+                } else {
+                    y.clone()
+                };
+                let expected = match act {
+                    Activation::None => expected,
+                    Activation::Relu => expected.relu().unwrap(),
+                    Activation::Relu6 => expected.clamp(0f32, 6f32).unwrap(),
+                };
+                let d = max_diff(&out, &expected.squeeze(0).unwrap());
+                assert!(
+                    d < 1e-3,
+                    "case {cin},{cout},{k},{stride},{padding},{groups} residual {with_residual} split {split}: {d}"
+                );
+            }
+        }
+    }
+
+    /// open_nsfw's pool: edge-padded by one at the bottom and right, then 3×3 stride 2.
+    #[test]
+    fn max_pool_matches_candle_with_edge_padding() {
+        let dev = Device::Cpu;
+        for (h, w) in [(112, 112), (9, 8), (4, 5)] {
+            let x = Tensor::randn(0f32, 1.0, (1, 6, h, w), &dev).unwrap();
+            let expected = x
+                .pad_with_same(3, 0, 1)
+                .unwrap()
+                .pad_with_same(2, 0, 1)
+                .unwrap()
+                .max_pool2d_with_stride(3, 2)
+                .unwrap();
+            for split in [false, true] {
+                let mut out = Map::default();
+                max_pool(&map_of(&x.squeeze(0).unwrap()), &mut out, 3, 2, 1, split);
+                assert_eq!(
+                    max_diff(&out, &expected.squeeze(0).unwrap()),
+                    0.0,
+                    "{h}x{w}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn batch_keeps_the_order_of_images() {
+        let images: Vec<Vec<f32>> = (0..7).map(|i| vec![i as f32; 3]).collect();
+        let got = batch(&images, |x, _, _| x[0] as usize);
+        assert_eq!(got, (0..7).collect::<Vec<_>>());
+    }
+}
