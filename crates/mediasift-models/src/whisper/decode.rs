@@ -77,9 +77,10 @@ pub fn apply_rules(logits: &mut [f32], sampled: &[u32], sp: &SpecialTokens, max_
             d.range(sp.timestamp_begin + max_initial + 1, ts_end);
         }
         [.., last] => {
-            if sp.is_timestamp(*last) {
-                let penultimate_is_ts =
-                    sampled.len() < 2 || sp.is_timestamp(sampled[sampled.len() - 2]);
+            let last_is_ts = sp.is_timestamp(*last);
+            let penultimate_is_ts =
+                sampled.len() < 2 || sp.is_timestamp(sampled[sampled.len() - 2]);
+            if last_is_ts {
                 if penultimate_is_ts {
                     // A pair just closed: text must follow.
                     d.range(sp.timestamp_begin, ts_end);
@@ -89,9 +90,13 @@ pub fn apply_rules(logits: &mut [f32], sampled: &[u32], sp: &SpecialTokens, max_
                     d.range(0, sp.eot);
                 }
             }
-            // Timestamps never decrease.
+            // Timestamps never decrease, and a segment's closing timestamp comes after its
+            // opening one: a segment of zero length would let the decoder loop in place
+            // (Whisper's and CTranslate2's rule; without it, tiny.en repeated " The" in
+            // zero-length steps to the end of a 5 s clip where faster-whisper stopped).
             if let Some(&prev) = sampled.iter().rev().find(|&&t| sp.is_timestamp(t)) {
-                d.range(sp.timestamp_begin, prev);
+                let reopening = last_is_ts && !penultimate_is_ts;
+                d.range(sp.timestamp_begin, if reopening { prev } else { prev + 1 });
             }
         }
     }
@@ -387,4 +392,61 @@ pub fn detect_language(
         .collect();
     probs.sort_by(|a, b| b.1.total_cmp(&a.1));
     Ok(probs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tiny.en's numbering: text below 50256, timestamps from 50363 on.
+    fn tokens() -> SpecialTokens {
+        SpecialTokens {
+            eot: 50256,
+            sot: 50257,
+            sot_prev: 50360,
+            sot_lm: 50359,
+            no_speech: 50361,
+            transcribe: 50358,
+            translate: 50357,
+            no_timestamps: 50362,
+            timestamp_begin: 50363,
+            timestamp_end: 50363 + 1500,
+            languages: Vec::new(),
+            suppress: Vec::new(),
+            suppress_begin: Vec::new(),
+        }
+    }
+
+    /// Which of `candidates` the rules leave possible after `sampled`, with text far likelier
+    /// than any timestamp (so that the timestamp-mass rule stays out of the way).
+    fn allowed(sampled: &[u32], candidates: &[u32]) -> Vec<u32> {
+        let sp = tokens();
+        let mut logits = vec![0f32; sp.timestamp_end as usize + 1];
+        logits[..sp.timestamp_begin as usize].fill(10.0);
+        apply_rules(&mut logits, sampled, &sp, 50);
+        candidates
+            .iter()
+            .copied()
+            .filter(|&t| logits[t as usize] > f32::NEG_INFINITY)
+            .collect()
+    }
+
+    #[test]
+    fn timestamp_rules_follow_whispers() {
+        let (t0, t1, t2) = (50363, 50413, 50414);
+        let (few, eot) = (1178, 50256);
+        // The first token is a timestamp.
+        assert_eq!(allowed(&[], &[few, t0, t1]), [t0, t1]);
+        // After an opening timestamp and text, the closing one comes strictly later (a
+        // zero-length segment let the decoder loop in place).
+        assert_eq!(allowed(&[t1, few], &[few, t0, t1, t2, eot]), [few, t2, eot]);
+        // A closed segment is followed by the next opening (which may equal the close) or
+        // the end, not text.
+        assert_eq!(
+            allowed(&[t0, few, t1], &[few, t0, t1, t2, eot]),
+            [t1, t2, eot]
+        );
+        // After a pair, text.
+        assert_eq!(allowed(&[t0, few, t1, t1], &[few, t1, t2, eot]), [few, eot]);
+    }
 }
