@@ -248,7 +248,8 @@ struct Ctx<'a> {
 
 /// Beam search at temperature 0 (Whisper's `BeamSearchDecoder`, patience 1): each step keeps
 /// the `beam` best unfinished hypotheses among every hypothesis's `beam + 1` best tokens, and
-/// stops once `beam` hypotheses have ended; the best by log-probability per token wins.
+/// stops once `beam` hypotheses have ended (or at the length limit, where the best unfinished
+/// ones fill up to `beam`); the best by log-probability per token wins.
 fn beam_search(
     ctx: &Ctx<'_>,
     base: &DecoderState,
@@ -260,6 +261,7 @@ fn beam_search(
     let mut hyps: Vec<(Vec<u32>, f64)> = vec![(Vec::new(), 0.0)];
     let mut rows = vec![first];
     let mut finished: Vec<(Vec<u32>, f64)> = Vec::new();
+    let mut at_length_limit = true;
     for _ in 0..ctx.max_new {
         let mut candidates: Vec<(f64, usize, u32)> = Vec::new();
         for (i, (tokens, score)) in hyps.iter().enumerate() {
@@ -294,6 +296,7 @@ fn beam_search(
             finished.push(f);
         }
         if finished.len() >= beam || next.is_empty() {
+            at_length_limit = false;
             break;
         }
         state = state.select(&parents)?;
@@ -306,8 +309,12 @@ fn beam_search(
             .collect::<Result<_>>()?;
         hyps = next;
     }
-    if finished.is_empty() {
-        finished = hyps;
+    if at_length_limit && finished.len() < beam {
+        // As Whisper and CTranslate2: when the length limit comes first, the best unfinished
+        // hypotheses fill the list and compete (a loop that never ended can win, as there).
+        hyps.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let missing = beam - finished.len();
+        finished.extend(hyps.into_iter().take(missing));
     }
     // Length penalty 1: the sum of log-probabilities over the length (end-of-text counted).
     let normalised = |(t, s): &(Vec<u32>, f64)| s / (t.len() + 1) as f64;
