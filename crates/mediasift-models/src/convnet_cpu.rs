@@ -29,8 +29,9 @@ use crate::conv::Activation;
 use crate::slice_gemm::product;
 
 /// Floats of unfolded input plus output a dense chunk aims to keep in cache (1 MiB: 64 Ki
-/// floats measured ~5-10 % slower here, as every chunk's product repacks the weights; a whole
-/// image per product, or groups of 2-8 images per thread sharing one product, slower still).
+/// floats measured ~4-7 % slower here, as every chunk's product repacks the weights; a whole
+/// image per product was no better, and groups of 2-8 images per thread sharing one product
+/// were slower still).
 const CHUNK_FLOATS: usize = 1 << 18;
 /// Channels of a depthwise output pixel accumulated in registers at once (four AVX2 vectors).
 const LANES: usize = 32;
