@@ -81,7 +81,7 @@ impl Map {
 /// The activation maps one image's pass reuses (which a network uses for what is its own
 /// business).
 #[derive(Debug, Default)]
-pub(crate) struct Maps(pub [Map; 5]);
+pub(crate) struct Maps(pub [Map; 4]);
 
 thread_local! {
     static MAPS: RefCell<Maps> = RefCell::default();
@@ -399,14 +399,15 @@ impl Conv {
                     if cb + LANES <= c {
                         self.depthwise_block(&x.data, &taps, cb, &mut px[cb..cb + LANES], res);
                     } else {
-                        self.depthwise_tail(&x.data, &taps, cb, &mut px[cb..], res);
+                        self.depthwise_channels(&x.data, &taps, cb, &mut px[cb..], res);
                     }
                 }
             }
         }
     }
 
-    /// Channels `cb..cb + LANES` of one output pixel.
+    /// Channels `cb..cb + LANES` of one output pixel, accumulated in a fixed-size block (so
+    /// that they stay in registers over the taps).
     fn depthwise_block(
         &self,
         x: &[f32],
@@ -415,50 +416,37 @@ impl Conv {
         out: &mut [f32],
         residual: Option<&[f32]>,
     ) {
-        let block = |v: &[f32], at: usize| -> [f32; LANES] {
-            v[at..at + LANES]
-                .try_into()
-                .expect("a block of LANES values")
-        };
-        let mut acc = block(&self.bias, cb);
-        if let Some(r) = residual {
-            for (a, v) in acc.iter_mut().zip(block(r, cb)) {
-                *a += v;
-            }
-        }
-        for &(xi, wi) in taps {
-            let (v, w) = (block(x, xi + cb), block(&self.weight, wi + cb));
-            for (a, (v, w)) in acc.iter_mut().zip(v.iter().zip(&w)) {
-                *a += v * w;
-            }
-        }
-        self.act.apply_all(&mut acc);
+        let mut acc = [0f32; LANES];
+        self.depthwise_channels(x, taps, cb, &mut acc, residual);
         out.copy_from_slice(&acc);
     }
 
-    /// The last channels of one output pixel, fewer than [`LANES`].
-    fn depthwise_tail(
+    /// Channels `cb..cb + acc.len()` of one output pixel into `acc`: bias (+ residual), every
+    /// tap's input times its weights, then the activation. Inlined, so that a block's fixed
+    /// length reaches the loops.
+    #[inline(always)]
+    fn depthwise_channels(
         &self,
         x: &[f32],
         taps: &[(usize, usize)],
         cb: usize,
-        out: &mut [f32],
+        acc: &mut [f32],
         residual: Option<&[f32]>,
     ) {
-        let n = out.len();
-        out.copy_from_slice(&self.bias[cb..cb + n]);
+        let n = acc.len();
+        acc.copy_from_slice(&self.bias[cb..cb + n]);
         if let Some(r) = residual {
-            for (d, v) in out.iter_mut().zip(&r[cb..cb + n]) {
-                *d += v;
+            for (a, v) in acc.iter_mut().zip(&r[cb..cb + n]) {
+                *a += v;
             }
         }
         for &(xi, wi) in taps {
             let (v, w) = (&x[xi + cb..xi + cb + n], &self.weight[wi + cb..wi + cb + n]);
-            for (d, (v, w)) in out.iter_mut().zip(v.iter().zip(w)) {
-                *d += v * w;
+            for (a, (v, w)) in acc.iter_mut().zip(v.iter().zip(w)) {
+                *a += v * w;
             }
         }
-        self.act.apply_all(out);
+        self.act.apply_all(acc);
     }
 }
 

@@ -144,7 +144,7 @@ impl InvertedResidual<CandleConv> {
 impl InvertedResidual<cpu::Conv> {
     /// `maps.0[0]` in, `maps.0[0]` out.
     fn run(&self, maps: &mut Maps, split: bool) {
-        let [x, t1, t2, y, _] = &mut maps.0;
+        let [x, t1, t2, y] = &mut maps.0;
         match &self.expand {
             Some(e) => {
                 e.run(x, t1, None, split);

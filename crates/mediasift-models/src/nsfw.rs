@@ -99,7 +99,7 @@ impl Bottleneck<CandleConv> {
 impl Bottleneck<cpu::Conv> {
     /// `maps.0[0]` in, `maps.0[0]` out.
     fn run(&self, maps: &mut Maps, split: bool) {
-        let [x, t1, t2, y, _] = &mut maps.0;
+        let [x, t1, t2, y] = &mut maps.0;
         self.a.run(x, t1, None, split);
         self.b.run(t1, t2, None, split);
         let shortcut = match &self.proj {
