@@ -25,6 +25,15 @@ impl Activation {
         }
     }
 
+    /// The activation as `min(max(x, lo), hi)`.
+    pub(crate) fn clamp(self) -> Option<(f32, f32)> {
+        match self {
+            Activation::None => None,
+            Activation::Relu => Some((0.0, f32::INFINITY)),
+            Activation::Relu6 => Some((0.0, 6.0)),
+        }
+    }
+
     fn tensor(self, y: Tensor) -> Result<Tensor> {
         match self {
             Activation::None => Ok(y),

@@ -22,11 +22,10 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 use candle_core::{DType, Tensor};
-use gemm::Parallelism;
 use rayon::prelude::*;
 
 use crate::conv::Activation;
-use crate::slice_gemm::product;
+use crate::packed_gemm::{Epilogue, PackedB};
 
 /// Floats of unfolded input plus output a dense chunk aims to keep in cache (1 MiB: 64 Ki
 /// floats measured ~4-7 % slower here, as every chunk's product repacks the weights; a whole
@@ -182,7 +181,9 @@ pub(crate) struct Conv {
     stride: usize,
     pad: usize,
     depthwise: bool,
-    /// Dense: `[k·k·cin, cout]`, rows ordered (ky, kx, input channel); depthwise: `[k·k, c]`.
+    /// Dense: `[k·k·cin, cout]`, rows ordered (ky, kx, input channel), packed for the product.
+    dense: PackedB,
+    /// Depthwise: `[k·k, c]`.
     weight: Vec<f32>,
     bias: Vec<f32>,
     act: Activation,
@@ -233,6 +234,11 @@ impl Conv {
                 }
             }
         }
+        let (dense, weight) = if depthwise {
+            (PackedB::new(&[], &[], 0, 0), packed)
+        } else {
+            (PackedB::new(&packed, &bias, taps * cin, cout), Vec::new())
+        };
         Ok(Conv {
             cin,
             cout,
@@ -240,7 +246,8 @@ impl Conv {
             stride,
             pad,
             depthwise,
-            weight: packed,
+            dense,
+            weight,
             bias,
             act,
         })
@@ -273,22 +280,6 @@ impl Conv {
         });
     }
 
-    /// Every output pixel := bias (+ residual).
-    fn fill(&self, o: &mut [f32], residual: Option<&[f32]>) {
-        match residual {
-            Some(r) => {
-                for (px, rp) in o.chunks_exact_mut(self.cout).zip(r.chunks_exact(self.cout)) {
-                    for ((d, &b), &r) in px.iter_mut().zip(&self.bias).zip(rp) {
-                        *d = b + r;
-                    }
-                }
-            }
-            None => o
-                .chunks_exact_mut(self.cout)
-                .for_each(|px| px.copy_from_slice(&self.bias)),
-        }
-    }
-
     fn dense_rows(
         &self,
         x: &Map,
@@ -305,37 +296,22 @@ impl Conv {
             let first = rows.start + i * per;
             let n = chunk.len() / row;
             let pixels = n * wo;
-            self.fill(chunk, residual.map(|r| &r[i * per * row..][..n * row]));
-            let dims = (pixels, self.cout, depth);
-            let w = (&self.weight[..], self.cout, 1);
+            let epi = Epilogue {
+                add_c: residual.is_some(),
+                clamp: self.act.clamp(),
+            };
+            if let Some(r) = residual {
+                chunk.copy_from_slice(&r[i * per * row..][..n * row]);
+            }
             if direct {
                 let a = &x.data[first * wo * self.cin..][..pixels * self.cin];
-                product(
-                    chunk,
-                    self.cout,
-                    true,
-                    (a, depth, 1),
-                    w,
-                    dims,
-                    1.0,
-                    Parallelism::None,
-                );
+                self.dense.apply(chunk, self.cout, a, depth, pixels, epi);
             } else {
                 with_scratch(pixels * depth, |cols| {
                     self.unfold(x, first..first + n, wo, cols);
-                    product(
-                        chunk,
-                        self.cout,
-                        true,
-                        (cols, depth, 1),
-                        w,
-                        dims,
-                        1.0,
-                        Parallelism::None,
-                    );
+                    self.dense.apply(chunk, self.cout, cols, depth, pixels, epi);
                 });
             }
-            self.act.apply_all(chunk);
         }
     }
 

@@ -31,6 +31,7 @@ pub mod mobilenet;
 pub mod nsfw;
 mod ocr;
 mod onnx;
+mod packed_gemm;
 mod pillow;
 mod slice_gemm;
 mod store;

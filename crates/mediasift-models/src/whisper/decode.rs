@@ -196,11 +196,13 @@ pub fn decode_window(
     let sot_logits = row(&model.decoder.logits_at(&hidden, sot_index)?, 0)?;
     let no_speech_prob = log_softmax_at(&sot_logits, sp.no_speech as usize).exp() as f32;
     let first = row(&model.decoder.logits_at(&hidden, prompt.len() - 1)?, 0)?;
+    // As CTranslate2: at most half the context, and no more steps than positions left after
+    // the prompt (the last prompt token is the first step's input).
     let max_new = (model.config.max_target_positions / 2).min(
         model
             .config
             .max_target_positions
-            .saturating_sub(prompt.len()),
+            .saturating_sub(prompt.len().saturating_sub(1)),
     );
 
     let ctx = Ctx {
@@ -246,10 +248,17 @@ struct Ctx<'a> {
     device: &'a Device,
 }
 
-/// Beam search at temperature 0 (Whisper's `BeamSearchDecoder`, patience 1): each step keeps
-/// the `beam` best unfinished hypotheses among every hypothesis's `beam + 1` best tokens, and
-/// stops once `beam` hypotheses have ended (or at the length limit, where the best unfinished
-/// ones fill up to `beam`); the best by log-probability per token wins.
+/// Beam search at temperature 0, as CTranslate2 runs it for faster-whisper (patience 1, length
+/// penalty 1). Each step ranks the `2·beam` best continuations of all hypotheses together; an
+/// end-of-text among the first `beam` finishes that hypothesis and the next unfinished
+/// continuation past the first `beam` takes its place. The search stops once `beam`
+/// hypotheses have finished, or at the length limit, where the first `beam` continuations all
+/// finish. The best by log-probability per token (end-of-text not counted) wins.
+///
+/// This differs from Whisper's Python decoder in small ways that change long transcripts:
+/// there every hypothesis offers only its `beam + 1` best tokens, end-of-texts ranked past the
+/// `beam` unfinished are kept too, and finished hypotheses beyond `beam` are dropped by raw
+/// score.
 fn beam_search(
     ctx: &Ctx<'_>,
     base: &DecoderState,
@@ -257,46 +266,39 @@ fn beam_search(
     beam: usize,
 ) -> Result<(Vec<u32>, f64)> {
     let sp = ctx.sp;
+    let width = 2 * beam;
     let mut state = base.clone();
     let mut hyps: Vec<(Vec<u32>, f64)> = vec![(Vec::new(), 0.0)];
     let mut rows = vec![first];
     let mut finished: Vec<(Vec<u32>, f64)> = Vec::new();
-    let mut at_length_limit = true;
-    for _ in 0..ctx.max_new {
+    for step in 0..ctx.max_new {
+        let last_step = step + 1 == ctx.max_new;
+        // (score, parent, token), best first: the global best `width` are among each
+        // hypothesis's own best `width`.
         let mut candidates: Vec<(f64, usize, u32)> = Vec::new();
         for (i, (tokens, score)) in hyps.iter().enumerate() {
             let logits = &mut rows[i];
             apply_rules(logits, tokens, sp, ctx.opts.max_initial_timestamp_index);
             let lse = f64::from(log_sum_exp(logits));
-            for t in top_k(logits, beam + 1) {
+            for t in top_k(logits, width) {
                 candidates.push((score + f64::from(logits[t]) - lse, i, t as u32));
             }
         }
         candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut next: Vec<(Vec<u32>, f64)> = Vec::new();
-        let mut parents: Vec<usize> = Vec::new();
-        let mut newly_finished: Vec<(Vec<u32>, f64)> = Vec::new();
-        for (score, parent, token) in candidates {
-            if token == sp.eot {
-                newly_finished.push((hyps[parent].0.clone(), score));
-            } else {
-                let mut tokens = hyps[parent].0.clone();
+        candidates.truncate(width);
+        let extend = |&(score, parent, token): &(f64, usize, u32)| {
+            let mut tokens = hyps[parent].0.clone();
+            if token != sp.eot {
                 tokens.push(token);
-                next.push((tokens, score));
-                parents.push(parent);
-                if next.len() == beam {
-                    break;
-                }
             }
-        }
-        for f in newly_finished {
-            if finished.len() >= beam {
-                break;
-            }
-            finished.push(f);
-        }
-        if finished.len() >= beam || next.is_empty() {
-            at_length_limit = false;
+            (tokens, score)
+        };
+        let tokens: Vec<u32> = candidates.iter().map(|c| c.2).collect();
+        let (ended, kept) = advance(&tokens, beam, sp.eot, last_step);
+        finished.extend(ended.iter().map(|&k| extend(&candidates[k])));
+        let next: Vec<(Vec<u32>, f64)> = kept.iter().map(|&k| extend(&candidates[k])).collect();
+        let parents: Vec<usize> = kept.iter().map(|&k| candidates[k].1).collect();
+        if last_step || finished.len() >= beam || next.is_empty() {
             break;
         }
         state = state.select(&parents)?;
@@ -309,19 +311,32 @@ fn beam_search(
             .collect::<Result<_>>()?;
         hyps = next;
     }
-    if at_length_limit && finished.len() < beam {
-        // As Whisper and CTranslate2: when the length limit comes first, the best unfinished
-        // hypotheses fill the list and compete (a loop that never ended can win, as there).
-        hyps.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let missing = beam - finished.len();
-        finished.extend(hyps.into_iter().take(missing));
-    }
-    // Length penalty 1: the sum of log-probabilities over the length (end-of-text counted).
-    let normalised = |(t, s): &(Vec<u32>, f64)| s / (t.len() + 1) as f64;
+    // Length penalty 1: the sum of log-probabilities over the number of tokens.
+    let normalised = |(t, s): &(Vec<u32>, f64)| s / t.len().max(1) as f64;
     finished
         .into_iter()
         .max_by(|a, b| normalised(a).total_cmp(&normalised(b)))
         .ok_or_else(|| candle_core::Error::Msg("beam search produced nothing".into()))
+}
+
+/// One beam step's bookkeeping over the ranked candidate `tokens` (best first): which
+/// candidates finish (an end-of-text among the first `beam`, or all of the first `beam` at the
+/// last step) and which go on, in order. A finished slot passes to the next candidate past the
+/// first `beam` that is not an end-of-text (CTranslate2's rule).
+fn advance(tokens: &[u32], beam: usize, eot: u32, last_step: bool) -> (Vec<usize>, Vec<usize>) {
+    let mut ended = Vec::new();
+    let mut kept = Vec::new();
+    let mut spare = beam;
+    for k in 0..beam.min(tokens.len()) {
+        let mut chosen = Some(k);
+        if tokens[k] == eot || last_step {
+            ended.push(k);
+            chosen = (spare..tokens.len()).find(|&j| tokens[j] != eot);
+            spare = chosen.map_or(tokens.len(), |j| j + 1);
+        }
+        kept.extend(chosen);
+    }
+    (ended, kept)
 }
 
 /// Indices of the `k` largest values, largest first.
@@ -436,6 +451,27 @@ mod tests {
             .copied()
             .filter(|&t| logits[t as usize] > f32::NEG_INFINITY)
             .collect()
+    }
+
+    #[test]
+    fn a_finished_beam_passes_its_slot_to_the_next_unfinished_candidate() {
+        let eot = 9;
+        // Ranked candidates of a beam of 3: the end-of-text at rank 1 finishes and rank 3
+        // takes its place; the one at rank 4 is past the first 3 and is neither kept nor
+        // finished.
+        let (ended, kept) = advance(&[1, eot, 2, 3, eot, 4], 3, eot, false);
+        assert_eq!(ended, [1]);
+        assert_eq!(kept, [0, 3, 2]);
+        // Two end-of-texts: the spares are used in rank order, skipping end-of-texts.
+        let (ended, kept) = advance(&[eot, eot, 1, eot, 2, 3], 3, eot, false);
+        assert_eq!(ended, [0, 1]);
+        assert_eq!(kept, [4, 5, 2]);
+        // At the length limit the first `beam` all finish.
+        let (ended, _) = advance(&[1, eot, 2, 3, 4, 5], 3, eot, true);
+        assert_eq!(ended, [0, 1, 2]);
+        // Too few spares: the slot is dropped rather than keeping an ended hypothesis alive.
+        let (ended, kept) = advance(&[eot, 1], 3, eot, false);
+        assert_eq!((ended, kept), (vec![0], vec![1]));
     }
 
     #[test]
