@@ -25,6 +25,7 @@ use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 
 use crate::conv::Activation;
+use crate::depthwise_avx512;
 use crate::packed_gemm::{Epilogue, PackedB};
 
 /// Floats of unfolded input plus output a dense chunk aims to keep in cache (1 MiB: 64 Ki
@@ -357,8 +358,39 @@ impl Conv {
         let (k, s, p, c) = (self.k, self.stride, self.pad, self.cout);
         // (input offset, weight offset) of each kernel tap inside the image.
         let mut taps: Vec<(usize, usize)> = Vec::with_capacity(k * k);
+        let fast = k == 3 && depthwise_avx512::available(c);
+        // Output pixels whose three horizontal taps all lie inside the input row.
+        let first = p.div_ceil(s).min(wo);
+        let interior = first..((x.w + p).saturating_sub(3) / s + 1).clamp(first, wo);
         for (i, (orow, oy)) in o.chunks_exact_mut(wo * c).zip(rows).enumerate() {
-            for (ox, px) in orow.chunks_exact_mut(c).enumerate() {
+            let res_row = residual.map(|r| &r[i * wo * c..][..wo * c]);
+            if fast {
+                let iy = |ky| input_index(oy, ky, s, p, x.h);
+                let any = (0..3).find_map(iy).expect("a kernel row inside the image");
+                let input_row = |ky| {
+                    let y = iy(ky).unwrap_or(any);
+                    &x.data[y * x.w * c..][..x.w * c]
+                };
+                let row = depthwise_avx512::Row3 {
+                    input: [input_row(0), input_row(1), input_row(2)],
+                    valid: [iy(0).is_some(), iy(1).is_some(), iy(2).is_some()],
+                    weight: &self.weight,
+                    bias: &self.bias,
+                    residual: res_row,
+                    c,
+                    stride: s,
+                    pad: p,
+                    clamp: self.act.clamp(),
+                };
+                depthwise_avx512::interior(&row, interior.clone(), orow);
+            }
+            let (left, right) = if fast {
+                (0..first, interior.end..wo)
+            } else {
+                (0..wo, wo..wo)
+            };
+            for ox in left.chain(right) {
+                let px = &mut orow[ox * c..][..c];
                 taps.clear();
                 for ky in 0..k {
                     let Some(iy) = input_index(oy, ky, s, p, x.h) else {
@@ -370,7 +402,7 @@ impl Conv {
                         }
                     }
                 }
-                let res = residual.map(|r| &r[(i * wo + ox) * c..][..c]);
+                let res = res_row.map(|r| &r[ox * c..][..c]);
                 for cb in (0..c).step_by(LANES) {
                     if cb + LANES <= c {
                         self.depthwise_block(&x.data, &taps, cb, &mut px[cb..cb + LANES], res);
@@ -508,6 +540,8 @@ mod tests {
             (8, 16, 1, 2, 0, 1, Relu),
             (4, 4, 3, 1, 0, 4, Linear),
             (5, 7, 3, 1, 0, 1, Relu6),
+            // Depthwise 3×3 without padding (the AVX-512 rows, where the CPU has them).
+            (48, 48, 3, 2, 0, 48, Relu),
             // Depthwise over a block of LANES channels plus a tail.
             (40, 40, 3, 1, 1, 40, Relu6),
             (40, 40, 3, 2, 1, 40, Linear),

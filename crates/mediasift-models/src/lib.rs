@@ -16,6 +16,7 @@
 
 mod bert;
 mod bert_cpu;
+pub mod blas_core;
 pub mod catalog;
 pub mod clip;
 pub mod clip_tokenizer;
@@ -23,6 +24,7 @@ mod clip_vision_cpu;
 mod conv;
 mod convnet_cpu;
 mod cpu_tensor;
+mod depthwise_avx512;
 mod device;
 mod error;
 mod fetch;

@@ -227,7 +227,7 @@ impl Trunk<cpu::Conv> {
 
 #[derive(Debug)]
 enum Engine {
-    Cpu(Trunk<cpu::Conv>),
+    Cpu(Box<Trunk<cpu::Conv>>),
     Candle(Trunk<CandleConv>),
 }
 
@@ -277,7 +277,7 @@ impl MobileNetV2 {
         let build = || -> candle_core::Result<(Engine, Linear)> {
             let f = vb.pp("features");
             let engine = if ours {
-                Engine::Cpu(Trunk::new(&f)?)
+                Engine::Cpu(Box::new(Trunk::new(&f)?))
             } else {
                 Engine::Candle(Trunk::new(&f)?)
             };

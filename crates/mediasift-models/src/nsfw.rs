@@ -172,7 +172,7 @@ impl Trunk<cpu::Conv> {
 
 #[derive(Debug)]
 enum Engine {
-    Cpu(Trunk<cpu::Conv>),
+    Cpu(Box<Trunk<cpu::Conv>>),
     Candle(Trunk<CandleConv>),
 }
 
@@ -209,7 +209,7 @@ impl OpenNsfw {
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         let build = || -> candle_core::Result<(Engine, Tensor, Tensor)> {
             let engine = if ours {
-                Engine::Cpu(Trunk::new(&vb)?)
+                Engine::Cpu(Box::new(Trunk::new(&vb)?))
             } else {
                 Engine::Candle(Trunk::new(&vb)?)
             };

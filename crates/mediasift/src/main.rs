@@ -2,6 +2,7 @@
 //! parses arguments, calls the library crates and formats their results.
 
 mod alloc;
+mod blas_kernels;
 mod cli;
 mod commands;
 mod context;
@@ -12,8 +13,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     alloc::keep_freed_memory();
+    blas_kernels::reexec_if_misdetected();
     let cli = cli::Cli::parse();
     context::init_logging(&cli.global);
+    blas_kernels::log_choice();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

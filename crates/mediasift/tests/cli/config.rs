@@ -42,3 +42,32 @@ fn unknown_keys_and_invalid_values_are_start_up_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("video.frame_interval_secs"));
 }
+
+/// On a CPU that OpenBLAS does not know (Debian's 0.3.21 takes a 5th-generation Xeon for a
+/// Prescott), the binary still runs OpenBLAS kernels with AVX2 or better.
+#[test]
+fn openblas_runs_kernels_with_avx2_or_better() {
+    #[cfg(target_arch = "x86_64")]
+    if !std::arch::is_x86_feature_detected!("avx2") {
+        return;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mediasift"))
+        .args(["config", "show"])
+        .env_remove("OPENBLAS_CORETYPE")
+        .env("OPENBLAS_VERBOSE", "2")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // OpenBLAS prints its choice when it loads: once, or twice when the binary re-ran itself.
+    let core = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("Core: "))
+        .unwrap_or_else(|| panic!("no kernel choice printed:\n{stderr}"));
+    let modern = ["Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"];
+    assert!(
+        modern.contains(&core.trim()),
+        "OpenBLAS runs {core}:\n{stderr}"
+    );
+}
