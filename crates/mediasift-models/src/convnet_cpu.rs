@@ -7,16 +7,17 @@
 //! plane at a time along rows as short as 7 pixels. Here:
 //!
 //! - A batch with at least one image per thread runs each image through the whole network on
-//!   one thread ([`batch`]): single-threaded OpenBLAS products, no barriers. Leftover images
+//!   one thread ([`batch`]): single-threaded products, no barriers. Leftover images
 //!   (fewer than the threads) run one at a time with each layer's output rows split over the
 //!   pool.
 //! - A dense convolution is one product `[pixels, k·k·cin] · [k·k·cin, cout]` per chunk of
 //!   output rows sized to stay in cache: the NHWC image already is that matrix for a 1×1
 //!   stride-1 convolution; otherwise the chunk is unfolded first (one copy of `k·cin` values
-//!   per pixel and kernel row). The product accumulates onto the output already holding the
-//!   bias (plus the residual, for a block's last convolution), and the activation runs over
-//!   the chunk while it is in cache.
-//! - A depthwise convolution multiplies whole pixels (all channels, vectorised) by each tap.
+//!   per pixel and kernel row). The product runs on [`crate::packed_gemm`]'s kernels with the
+//!   weights packed at load; the bias, the residual (for a block's last convolution, copied
+//!   into the output first) and the activation are applied in registers.
+//! - A depthwise convolution multiplies whole pixels (all channels, vectorised) by each tap;
+//!   3×3 rows run on [`crate::depthwise_avx512`] where the CPU has AVX-512.
 
 use std::cell::RefCell;
 use std::ops::Range;
@@ -28,10 +29,10 @@ use crate::conv::Activation;
 use crate::depthwise_avx512;
 use crate::packed_gemm::{Epilogue, PackedB};
 
-/// Floats of unfolded input plus output a dense chunk aims to keep in cache (1 MiB: 64 Ki
-/// floats measured ~4-7 % slower here, as every chunk's product repacks the weights; a whole
-/// image per product was no better, and groups of 2-8 images per thread sharing one product
-/// were slower still).
+/// Floats of unfolded input plus output a dense chunk aims to keep in cache (1 MiB; measured
+/// with OpenBLAS products, which repacked the weights per chunk: 64 Ki floats were ~4-7 %
+/// slower, a whole image per product no better, and groups of 2-8 images per thread sharing one
+/// product slower still).
 const CHUNK_FLOATS: usize = 1 << 18;
 /// Channels of a depthwise output pixel accumulated in registers at once (four AVX2 vectors).
 const LANES: usize = 32;
