@@ -182,13 +182,24 @@ pub(crate) struct Conv {
     k: usize,
     stride: usize,
     pad: usize,
-    depthwise: bool,
-    /// Dense: `[k·k·cin, cout]`, rows ordered (ky, kx, input channel), packed for the product.
-    dense: PackedB,
-    /// Depthwise: `[k·k, c]`.
+    weights: Weights,
+    act: Activation,
+}
+
+/// A convolution's weights and bias, as its kind of convolution reads them.
+#[derive(Debug)]
+enum Weights {
+    /// `[k·k·cin, cout]`, rows ordered (ky, kx, input channel), packed with the bias for the
+    /// product.
+    Dense(PackedB),
+    Depthwise(Depthwise),
+}
+
+#[derive(Debug)]
+struct Depthwise {
+    /// `[k·k, c]`.
     weight: Vec<f32>,
     bias: Vec<f32>,
-    act: Activation,
 }
 
 impl Conv {
@@ -236,10 +247,13 @@ impl Conv {
                 }
             }
         }
-        let (dense, weight) = if depthwise {
-            (PackedB::new(&[], &[], 0, 0), packed)
+        let weights = if depthwise {
+            Weights::Depthwise(Depthwise {
+                weight: packed,
+                bias,
+            })
         } else {
-            (PackedB::new(&packed, &bias, taps * cin, cout), Vec::new())
+            Weights::Dense(PackedB::new(&packed, &bias, taps * cin, cout))
         };
         Ok(Conv {
             cin,
@@ -247,10 +261,7 @@ impl Conv {
             k,
             stride,
             pad,
-            depthwise,
-            dense,
-            weight,
-            bias,
+            weights,
             act,
         })
     }
@@ -274,16 +285,16 @@ impl Conv {
         }
         bands(&mut out.data, ho, row, split, |rows, o| {
             let res = residual.map(|r| &r.data[rows.start * row..rows.end * row]);
-            if self.depthwise {
-                self.depthwise_rows(x, o, rows, wo, res);
-            } else {
-                self.dense_rows(x, o, rows, wo, res);
+            match &self.weights {
+                Weights::Depthwise(dw) => self.depthwise_rows(dw, x, o, rows, wo, res),
+                Weights::Dense(w) => self.dense_rows(w, x, o, rows, wo, res),
             }
         });
     }
 
     fn dense_rows(
         &self,
+        w: &PackedB,
         x: &Map,
         o: &mut [f32],
         rows: Range<usize>,
@@ -307,11 +318,11 @@ impl Conv {
             }
             if direct {
                 let a = &x.data[first * wo * self.cin..][..pixels * self.cin];
-                self.dense.apply(chunk, self.cout, a, depth, pixels, epi);
+                w.apply(chunk, self.cout, a, depth, pixels, epi);
             } else {
                 with_scratch(pixels * depth, |cols| {
                     self.unfold(x, first..first + n, wo, cols);
-                    self.dense.apply(chunk, self.cout, cols, depth, pixels, epi);
+                    w.apply(chunk, self.cout, cols, depth, pixels, epi);
                 });
             }
         }
@@ -350,6 +361,7 @@ impl Conv {
     /// in blocks of [`LANES`] accumulated in registers over the kernel taps, stored once.
     fn depthwise_rows(
         &self,
+        dw: &Depthwise,
         x: &Map,
         o: &mut [f32],
         rows: Range<usize>,
@@ -375,8 +387,8 @@ impl Conv {
                 let row = depthwise_avx512::Row3 {
                     input: [input_row(0), input_row(1), input_row(2)],
                     valid: [iy(0).is_some(), iy(1).is_some(), iy(2).is_some()],
-                    weight: &self.weight,
-                    bias: &self.bias,
+                    weight: &dw.weight,
+                    bias: &dw.bias,
                     residual: res_row,
                     c,
                     stride: s,
@@ -406,9 +418,10 @@ impl Conv {
                 let res = res_row.map(|r| &r[ox * c..][..c]);
                 for cb in (0..c).step_by(LANES) {
                     if cb + LANES <= c {
-                        self.depthwise_block(&x.data, &taps, cb, &mut px[cb..cb + LANES], res);
+                        let out = &mut px[cb..cb + LANES];
+                        self.depthwise_block(dw, &x.data, &taps, cb, out, res);
                     } else {
-                        self.depthwise_channels(&x.data, &taps, cb, &mut px[cb..], res);
+                        self.depthwise_channels(dw, &x.data, &taps, cb, &mut px[cb..], res);
                     }
                 }
             }
@@ -419,6 +432,7 @@ impl Conv {
     /// that they stay in registers over the taps).
     fn depthwise_block(
         &self,
+        dw: &Depthwise,
         x: &[f32],
         taps: &[(usize, usize)],
         cb: usize,
@@ -426,7 +440,7 @@ impl Conv {
         residual: Option<&[f32]>,
     ) {
         let mut acc = [0f32; LANES];
-        self.depthwise_channels(x, taps, cb, &mut acc, residual);
+        self.depthwise_channels(dw, x, taps, cb, &mut acc, residual);
         out.copy_from_slice(&acc);
     }
 
@@ -436,6 +450,7 @@ impl Conv {
     #[inline(always)]
     fn depthwise_channels(
         &self,
+        dw: &Depthwise,
         x: &[f32],
         taps: &[(usize, usize)],
         cb: usize,
@@ -443,14 +458,14 @@ impl Conv {
         residual: Option<&[f32]>,
     ) {
         let n = acc.len();
-        acc.copy_from_slice(&self.bias[cb..cb + n]);
+        acc.copy_from_slice(&dw.bias[cb..cb + n]);
         if let Some(r) = residual {
             for (a, v) in acc.iter_mut().zip(&r[cb..cb + n]) {
                 *a += v;
             }
         }
         for &(xi, wi) in taps {
-            let (v, w) = (&x[xi + cb..xi + cb + n], &self.weight[wi + cb..wi + cb + n]);
+            let (v, w) = (&x[xi + cb..xi + cb + n], &dw.weight[wi + cb..wi + cb + n]);
             for (a, (v, w)) in acc.iter_mut().zip(v.iter().zip(w)) {
                 *a += v * w;
             }

@@ -3,6 +3,8 @@
 //! nine weights and its bias held in registers across the row. The generic loop reloaded every
 //! weight for every pixel (two loads per multiply-add) and ran at AVX2 width.
 
+use crate::packed_gemm::Isa;
+
 /// One output row of a 3×3 depthwise convolution.
 pub(crate) struct Row3<'a> {
     /// The three input rows the kernel covers (`w · c` values each); a row outside the image
@@ -22,15 +24,7 @@ pub(crate) struct Row3<'a> {
 
 /// Whether [`interior`] runs on this CPU for `c` channels.
 pub(crate) fn available(c: usize) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        c.is_multiple_of(16) && std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = c;
-        false
-    }
+    c.is_multiple_of(16) && Isa::detect() == Isa::Avx512
 }
 
 /// Output pixels `ox` of `row` into `out` (the output row, `wo · c`). Every pixel's horizontal
