@@ -116,8 +116,70 @@ fn f32_values(t: &Tensor) -> candle_core::Result<Option<Vec<f32>>> {
     crate::cpu_tensor::with_f32(&t.contiguous()?, <[f32]>::to_vec)
 }
 
+/// `a·b + c`, fused (one rounding) where the target has FMA, which is what the compiler
+/// vectorises into `vfmadd`; a multiply and an add otherwise.
+#[inline(always)]
+pub fn fma(a: f32, b: f32, c: f32) -> f32 {
+    #[cfg(target_feature = "fma")]
+    {
+        a.mul_add(b, c)
+    }
+    #[cfg(not(target_feature = "fma"))]
+    {
+        a * b + c
+    }
+}
+
+/// `Σ a[i]·b[i]` in 8 lanes (a strict left-to-right sum stays scalar: one add's latency per
+/// element).
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            lanes[k] = fma(x[k], y[k], lanes[k]);
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// `y += a · x`.
+#[inline]
+pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y = fma(a, *x, *y);
+    }
+}
+
+/// `ln Σ e^x` over a slice, from its largest value (so no term overflows), with the
+/// vectorised [`exp`]: a decoder step takes three of these over the 51,865 logits.
+pub fn log_sum_exp(xs: &[f32]) -> f32 {
+    let m = max(xs);
+    if m == f32::NEG_INFINITY {
+        return m;
+    }
+    let mut lanes = [0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().map(|&x| exp(x - m)).sum();
+    for c in chunks {
+        for k in 0..8 {
+            lanes[k] += exp(c[k] - m);
+        }
+    }
+    m + (lanes.iter().sum::<f32>() + tail).ln()
+}
+
 /// Largest value of a slice, 8 lanes at a time.
-fn max(xs: &[f32]) -> f32 {
+pub fn max(xs: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 8];
     let chunks = xs.chunks_exact(8);
     let tail = chunks
@@ -188,6 +250,48 @@ mod tests {
         assert_eq!(exp(-100.0), 0.0);
         assert_eq!(exp(0.0), 1.0);
         assert_eq!(exp(f32::INFINITY), f32::INFINITY);
+    }
+
+    #[test]
+    fn dot_axpy_and_log_sum_exp_match_f64_sums() {
+        let a: Vec<f32> = (0..1037)
+            .map(|i| ((i * 7919) % 211) as f32 * 0.01 - 1.0)
+            .collect();
+        let b: Vec<f32> = (0..1037)
+            .map(|i| ((i * 104_729) % 97) as f32 * 0.02 - 0.9)
+            .collect();
+        let want: f64 = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum();
+        assert!((f64::from(dot(&a, &b)) - want).abs() < 1e-4, "{want}");
+        let mut y = b.clone();
+        axpy(&mut y, 0.5, &a);
+        assert!(
+            y.iter()
+                .zip(&a)
+                .zip(&b)
+                .all(|((y, a), b)| (y - (b + 0.5 * a)).abs() < 1e-6)
+        );
+        // Logits-sized, with suppressed (-inf) entries as the decoder's rules leave them.
+        let mut logits: Vec<f32> = (0..51_865)
+            .map(|i| ((i * 31) % 1000) as f32 * 0.03 - 20.0)
+            .collect();
+        logits[100..2000].fill(f32::NEG_INFINITY);
+        let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let want = f64::from(m)
+            + logits
+                .iter()
+                .map(|&x| f64::from(x - m).exp())
+                .sum::<f64>()
+                .ln();
+        assert!(
+            (f64::from(log_sum_exp(&logits)) - want).abs() < 1e-5,
+            "{want}"
+        );
+        assert_eq!(log_sum_exp(&[f32::NEG_INFINITY; 9]), f32::NEG_INFINITY);
+        assert_eq!(max(&logits), m);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use candle_core::{Device, Tensor};
 
 use super::model::{DecoderState, Whisper};
 use super::tokens::SpecialTokens;
+use crate::vecmath::{log_sum_exp, max};
 
 type Result<T> = candle_core::Result<T>;
 
@@ -105,24 +106,11 @@ pub fn apply_rules(logits: &mut [f32], sampled: &[u32], sp: &SpecialTokens, max_
         let lse = log_sum_exp(&logits[..]);
         let ts = &logits[sp.timestamp_begin as usize..];
         let ts_logprob = log_sum_exp(ts) - lse;
-        let max_text = logits[..sp.timestamp_begin as usize]
-            .iter()
-            .copied()
-            .fold(f32::NEG_INFINITY, f32::max)
-            - lse;
+        let max_text = max(&logits[..sp.timestamp_begin as usize]) - lse;
         if ts_logprob > max_text {
             Disabled(logits).range(0, sp.timestamp_begin);
         }
     }
-}
-
-fn log_sum_exp(xs: &[f32]) -> f32 {
-    let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY {
-        return max;
-    }
-    let sum: f64 = xs.iter().map(|&x| f64::from(x - max).exp()).sum();
-    max + sum.ln() as f32
 }
 
 fn log_softmax_at(logits: &[f32], index: usize) -> f64 {

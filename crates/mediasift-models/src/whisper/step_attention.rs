@@ -11,16 +11,9 @@ use rayon::prelude::*;
 
 use super::kv_cache::KvCache;
 use crate::cpu_tensor::with_f32 as with_slice;
-use crate::vecmath::softmax_row;
+use crate::vecmath::{axpy, dot, softmax_row};
 
 type Result<T> = candle_core::Result<T>;
-
-/// `y += a · x`.
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
-    }
-}
 
 /// Cross-attention of `rows` queries `q` [rows, H·dh] (already scaled) over one audio's keys,
 /// stored transposed (`kt` [1, H, dh, S]), and values `v` [1, H, S, dh]: [rows, H·dh]. `None`
@@ -99,10 +92,7 @@ pub fn cached(q: &Tensor, cache: &KvCache, heads: usize) -> Result<Option<Tensor
                     .collect()
             };
             let spans = head(&seq.keys);
-            let mut scores: Vec<f32> = spans
-                .iter()
-                .map(|s| seq.keys[s.clone()].iter().zip(q).map(|(a, b)| a * b).sum())
-                .collect();
+            let mut scores: Vec<f32> = spans.iter().map(|s| dot(&seq.keys[s.clone()], q)).collect();
             softmax_row(&mut scores);
             let mut out = vec![0f32; dh];
             for (&p, s) in scores.iter().zip(&spans) {
