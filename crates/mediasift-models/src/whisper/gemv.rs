@@ -35,22 +35,7 @@ const BLOCK: usize = 256;
     target_feature = "fma",
     target_feature = "f16c"
 )))]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
+use crate::vecmath::dot;
 
 /// A weight matrix [out, in] as stored.
 #[derive(Clone, Copy)]
