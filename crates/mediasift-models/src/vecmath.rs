@@ -1,9 +1,13 @@
-//! A vectorisable `exp` and the softmax built on it.
+//! A vectorisable `exp` and `erf`, and the softmax, GELU, log-sum-exp, dot product and axpy
+//! built to vectorise (8 lanes, FMA where the target has it).
 //!
 //! candle's CPU softmax calls the scalar `expf` of the C library once per element. Whisper's
 //! encoder alone takes 108 M exponentials per 30 s window (8 heads × 1500² scores × 6 layers),
 //! which was 5–8 % of transcription time here. This `exp` is Cephes' polynomial, written
-//! without branches so that the compiler turns a loop over a slice into 8-lane AVX2 code.
+//! without branches so that the compiler turns a loop over a slice into 8-lane AVX2 code. The
+//! sums run in 8 lanes because a strictly ordered scalar sum waits one add's latency per element:
+//! in Whisper's decoder steps the self-attention scores summed that way were 7 % of beam-5 time,
+//! and a scalar f64 log-sum-exp over the logits another 4 %.
 
 use candle_core::{DType, Tensor};
 use rayon::prelude::*;
