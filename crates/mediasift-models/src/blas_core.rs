@@ -43,10 +43,16 @@ impl CpuVectors {
     }
 }
 
+/// Whether the OpenBLAS kernel set `core` (as `openblas_get_corename` or `OPENBLAS_VERBOSE`
+/// name it, in any case) uses AVX2 or better.
+pub fn avx2_or_better(core: &str) -> bool {
+    MODERN.contains(&core.trim().to_ascii_lowercase().as_str())
+}
+
 /// The `OPENBLAS_CORETYPE` to run instead of `core`, when `core` is an older kernel set than
 /// `cpu` runs (`None` when the choice is fine or nothing better exists).
 pub fn better_core(core: &str, cpu: CpuVectors) -> Option<&'static str> {
-    if MODERN.contains(&core.trim().to_ascii_lowercase().as_str()) {
+    if avx2_or_better(core) {
         return None;
     }
     if cpu.avx512 {
