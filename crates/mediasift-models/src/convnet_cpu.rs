@@ -17,7 +17,7 @@
 //!   weights packed at load; the bias, the residual (for a block's last convolution, copied
 //!   into the output first) and the activation are applied in registers.
 //! - A depthwise convolution multiplies whole pixels (all channels, vectorised) by each tap;
-//!   3×3 rows run on [`crate::depthwise_avx512`] where the CPU has AVX-512.
+//!   3×3 rows run on [`crate::depthwise3x3`] (AVX-512 or AVX2 + FMA).
 
 use std::cell::RefCell;
 use std::ops::Range;
@@ -26,7 +26,7 @@ use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 
 use crate::conv::Activation;
-use crate::depthwise_avx512;
+use crate::depthwise3x3;
 use crate::packed_gemm::{Epilogue, PackedB};
 
 /// Floats of unfolded input plus output a dense chunk aims to keep in cache (1 MiB; measured
@@ -379,7 +379,7 @@ impl Conv {
         let (k, s, p, c) = (self.k, self.stride, self.pad, self.cout);
         // (input offset, weight offset) of each kernel tap inside the image.
         let mut taps: Vec<(usize, usize)> = Vec::with_capacity(k * k);
-        let fast = k == 3 && depthwise_avx512::available(c);
+        let fast = k == 3 && depthwise3x3::available(c);
         // Output pixels whose three horizontal taps all lie inside the input row.
         let first = p.div_ceil(s).min(wo);
         let interior = first..((x.w + p).saturating_sub(3) / s + 1).clamp(first, wo);
@@ -392,7 +392,7 @@ impl Conv {
                     let y = iy(ky).unwrap_or(any);
                     &x.data[y * x.w * c..][..x.w * c]
                 };
-                let row = depthwise_avx512::Row3 {
+                let row = depthwise3x3::Row3 {
                     input: [input_row(0), input_row(1), input_row(2)],
                     valid: [iy(0).is_some(), iy(1).is_some(), iy(2).is_some()],
                     weight: &dw.weight,
@@ -403,7 +403,7 @@ impl Conv {
                     pad: p,
                     clamp: self.act.clamp(),
                 };
-                depthwise_avx512::interior(&row, interior.clone(), orow);
+                depthwise3x3::interior(&row, interior.clone(), orow);
             }
             let (left, right) = if fast {
                 (0..first, interior.end..wo)
@@ -564,11 +564,14 @@ mod tests {
             (8, 16, 1, 2, 0, 1, Relu),
             (4, 4, 3, 1, 0, 4, Linear),
             (5, 7, 3, 1, 0, 1, Relu6),
-            // Depthwise 3×3 without padding (the AVX-512 rows, where the CPU has them).
+            // Depthwise 3×3 without padding (all on the vector rows, where the CPU has them).
             (48, 48, 3, 2, 0, 48, Relu),
-            // Depthwise over a block of LANES channels plus a tail.
+            // Depthwise over a block of LANES channels plus a tail (the edge pixels; the
+            // interior on the AVX2 rows, and on the generic loop with AVX-512).
             (40, 40, 3, 1, 1, 40, Relu6),
             (40, 40, 3, 2, 1, 40, Linear),
+            // Depthwise 3×3 with channels no vector row takes: all on the generic loop.
+            (20, 20, 3, 1, 1, 20, Relu),
         ];
         for (cin, cout, k, stride, padding, groups, act) in cases {
             let x = Tensor::randn(0f32, 1.0, (1, cin, 15, 14), &dev).unwrap();

@@ -24,7 +24,7 @@ mod clip_vision_cpu;
 mod conv;
 mod convnet_cpu;
 mod cpu_tensor;
-mod depthwise_avx512;
+mod depthwise3x3;
 mod device;
 mod error;
 mod fetch;
