@@ -35,7 +35,10 @@ pub(crate) fn available(c: usize) -> bool {
 /// taps must lie inside the input row, and [`available`] must hold.
 pub(crate) fn interior(row: &Row3<'_>, ox: std::ops::Range<usize>, out: &mut [f32]) {
     let c = row.c;
-    assert!(available(c), "no depthwise kernel runs here for {c} channels");
+    assert!(
+        available(c),
+        "no depthwise kernel runs here for {c} channels"
+    );
     let w = row.input[0].len() / c;
     assert!(row.input.iter().all(|r| r.len() == w * c), "input rows");
     assert!(row.weight.len() == 9 * c && row.bias.len() == c, "weights");

@@ -33,6 +33,7 @@ pub mod mobilenet;
 pub mod nsfw;
 mod ocr;
 mod onnx;
+mod packed_attention;
 mod packed_gemm;
 mod pillow;
 mod slice_gemm;

@@ -7,6 +7,7 @@ use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
 use super::kv_cache::KvCache;
+use crate::cpu_tensor::with_f32;
 
 type Result<T> = candle_core::Result<T>;
 
@@ -144,6 +145,41 @@ impl Attention {
             .transpose()
     }
 
+    /// Self-attention of every position of `x` [B, T, D] over all of them (the encoder's):
+    /// on [`crate::packed_attention`] for f32 on the CPU, through [`Attention::attend`]
+    /// otherwise.
+    fn over_itself(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        if !x.device().is_cpu() || x.dtype() != DType::F32 {
+            let (k, v) = self.keys_values(x)?;
+            return self.attend(x, &k.t()?, &v, None);
+        }
+        let scale = ((d / self.heads) as f64).powf(-0.5);
+        let q = (self.q.forward(x)? * scale)?.contiguous()?;
+        let k = self.k.forward(x)?.contiguous()?;
+        let v = self.v.forward(x)?.contiguous()?;
+        let shape = crate::packed_attention::Shape {
+            batch: b,
+            len: t,
+            heads: self.heads,
+            head_dim: d / self.heads,
+        };
+        let o = with_f32(&q, |q| {
+            with_f32(&k, |k| {
+                with_f32(&v, |v| crate::packed_attention::attend(q, k, v, shape))
+            })
+        })?
+        .transpose()?
+        .flatten()
+        .transpose()?
+        .flatten();
+        let Some(o) = o else {
+            candle_core::bail!("encoder attention: the projections are not contiguous f32");
+        };
+        self.out
+            .forward(&Tensor::from_vec(o, (b, t, d), x.device())?)
+    }
+
     /// Attention of `x` over keys given transposed (`kt`: [B, H, D/H, T]) and values (split
     /// into heads); `mask` is added to the scores.
     fn attend(&self, x: &Tensor, kt: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
@@ -245,8 +281,7 @@ impl Encoder {
         let mut x = x.broadcast_add(&self.positions.narrow(0, 0, t)?)?;
         for layer in &self.layers {
             let h = layer.norm.forward(&x)?;
-            let (k, v) = layer.attn.keys_values(&h)?;
-            x = (&x + layer.attn.attend(&h, &k.t()?, &v, None)?)?;
+            x = (&x + layer.attn.over_itself(&h)?)?;
             x = layer.mlp.residual(&x)?;
         }
         self.norm.forward(&x)
