@@ -8,6 +8,8 @@ use serde::Deserialize;
 
 use super::kv_cache::KvCache;
 use crate::cpu_tensor::with_f32;
+use crate::packed_gemm::{Epilogue, PackedB};
+use rayon::prelude::*;
 
 type Result<T> = candle_core::Result<T>;
 
@@ -26,12 +28,17 @@ pub struct WhisperConfig {
 }
 
 /// A linear layer, plus an f16 copy of its weight for decoder steps when the checkpoint
-/// stores f16 (the same values in half the bytes; see [`super::gemv`]).
+/// stores f16 (the same values in half the bytes; see [`super::gemv`]), or its weight packed
+/// for [`crate::packed_gemm`]'s kernels (the encoder's, on the CPU).
 #[derive(Debug)]
 struct Proj {
     linear: Linear,
     half: Option<Tensor>,
+    packed: Option<PackedB>,
 }
+
+/// Rows of a packed projection per task: 96 rows of up to 1536 inputs stay in L2.
+const PACKED_ROWS: usize = 96;
 
 impl Proj {
     fn load(vb: VarBuilder, dims: (usize, usize), bias: bool, half: bool) -> Result<Proj> {
@@ -46,12 +53,77 @@ impl Proj {
         } else {
             None
         };
-        Ok(Proj { linear, half })
+        Ok(Proj {
+            linear,
+            half,
+            packed: None,
+        })
+    }
+
+    /// Packs the weight and bias for the CPU kernels (which [`Proj::forward`] then uses for
+    /// f32 inputs on the CPU).
+    fn packed(mut self) -> Result<Proj> {
+        if self.linear.weight().device().is_cpu() {
+            let w = self.linear.weight().to_dtype(DType::F32)?;
+            let (out_dim, in_dim) = w.dims2()?;
+            let wt = w.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+            let bias = match self.linear.bias() {
+                Some(b) => b.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+                None => vec![0.0; out_dim],
+            };
+            self.packed = Some(PackedB::new(&wt, &bias, in_dim, out_dim));
+        }
+        Ok(self)
+    }
+
+    /// `residual + x · Wᵀ + b`, with the residual added in the packed kernels' registers when
+    /// the weight is packed.
+    fn forward_onto(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        match self.forward_packed(x, Some(residual))? {
+            Some(y) => Ok(y),
+            None => residual + self.forward(x)?,
+        }
+    }
+
+    /// `x · Wᵀ + b (+ residual)` on the packed weight, rows in parallel; `None` when the weight
+    /// is not packed or the tensors are not contiguous f32 on the CPU.
+    fn forward_packed(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Option<Tensor>> {
+        let Some(packed) = &self.packed else {
+            return Ok(None);
+        };
+        let dims = x.dims().to_vec();
+        let (in_dim, out_dim) = self.linear.weight().dims2().map(|(o, i)| (i, o))?;
+        let rows = x.elem_count() / in_dim.max(1);
+        let mut out = match residual.map(|r| with_f32(r, <[f32]>::to_vec)).transpose()? {
+            Some(Some(r)) if r.len() == rows * out_dim => r,
+            Some(_) => return Ok(None),
+            None => vec![0f32; rows * out_dim],
+        };
+        let epi = Epilogue {
+            add_c: residual.is_some(),
+            clamp: None,
+        };
+        let done = with_f32(x, |x| {
+            out.par_chunks_mut(PACKED_ROWS * out_dim)
+                .zip(x.par_chunks(PACKED_ROWS * in_dim))
+                .for_each(|(o, x)| packed.apply(o, out_dim, x, in_dim, x.len() / in_dim, epi));
+        })?;
+        if done.is_none() {
+            return Ok(None);
+        }
+        let mut shape = dims;
+        if let Some(last) = shape.last_mut() {
+            *last = out_dim;
+        }
+        Ok(Some(Tensor::from_vec(out, shape, x.device())?))
     }
 
     /// `x · Wᵀ + b`; a few rows (decoder steps) go through [`super::gemv`], reading the f16
     /// copy when there is one.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(y) = self.forward_packed(x, None)? {
+            return Ok(y);
+        }
         let dims = x.dims().to_vec();
         let d = dims[dims.len() - 1];
         let rows = x.elem_count() / d.max(1);
@@ -145,14 +217,14 @@ impl Attention {
             .transpose()
     }
 
-    /// Self-attention of every position of `x` [B, T, D] over all of them (the encoder's):
-    /// on [`crate::packed_attention`] for f32 on the CPU, through [`Attention::attend`]
-    /// otherwise.
-    fn over_itself(&self, x: &Tensor) -> Result<Tensor> {
+    /// `residual` + the self-attention of every position of `x` [B, T, D] over all of them
+    /// (the encoder's): on [`crate::packed_attention`] for f32 on the CPU, through
+    /// [`Attention::attend`] otherwise.
+    fn over_itself(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
         if !x.device().is_cpu() || x.dtype() != DType::F32 {
             let (k, v) = self.keys_values(x)?;
-            return self.attend(x, &k.t()?, &v, None);
+            return residual + self.attend(x, &k.t()?, &v, None)?;
         }
         let scale = ((d / self.heads) as f64).powf(-0.5);
         let q = (self.q.forward(x)? * scale)?.contiguous()?;
@@ -177,7 +249,18 @@ impl Attention {
             candle_core::bail!("encoder attention: the projections are not contiguous f32");
         };
         self.out
-            .forward(&Tensor::from_vec(o, (b, t, d), x.device())?)
+            .forward_onto(&Tensor::from_vec(o, (b, t, d), x.device())?, residual)
+    }
+
+    /// The same layer with its projections packed for the CPU kernels.
+    fn packed(self) -> Result<Attention> {
+        Ok(Attention {
+            q: self.q.packed()?,
+            k: self.k.packed()?,
+            v: self.v.packed()?,
+            out: self.out.packed()?,
+            heads: self.heads,
+        })
     }
 
     /// Attention of `x` over keys given transposed (`kt`: [B, H, D/H, T]) and values (split
@@ -224,7 +307,16 @@ impl Mlp {
     }
     fn residual(&self, x: &Tensor) -> Result<Tensor> {
         let h = crate::vecmath::gelu_erf(&self.fc1.forward(&self.norm.forward(x)?)?)?;
-        x + self.fc2.forward(&h)?
+        self.fc2.forward_onto(&h, x)
+    }
+
+    /// The same block with its projections packed for the CPU kernels.
+    fn packed(self) -> Result<Mlp> {
+        Ok(Mlp {
+            norm: self.norm,
+            fc1: self.fc1.packed()?,
+            fc2: self.fc2.packed()?,
+        })
     }
 }
 
@@ -257,8 +349,9 @@ impl Encoder {
                 let vb = vb.pp(format!("layers.{i}"));
                 Ok(EncoderLayer {
                     norm: candle_nn::layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
-                    attn: Attention::load(vb.pp("self_attn"), d, c.encoder_attention_heads, false)?,
-                    mlp: Mlp::load(&vb, d, false)?,
+                    attn: Attention::load(vb.pp("self_attn"), d, c.encoder_attention_heads, false)?
+                        .packed()?,
+                    mlp: Mlp::load(&vb, d, false)?.packed()?,
                 })
             })
             .collect::<Result<_>>()?;
@@ -281,7 +374,7 @@ impl Encoder {
         let mut x = x.broadcast_add(&self.positions.narrow(0, 0, t)?)?;
         for layer in &self.layers {
             let h = layer.norm.forward(&x)?;
-            x = (&x + layer.attn.over_itself(&h)?)?;
+            x = layer.attn.over_itself(&h, &x)?;
             x = layer.mlp.residual(&x)?;
         }
         self.norm.forward(&x)
