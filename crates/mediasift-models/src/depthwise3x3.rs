@@ -68,20 +68,14 @@ pub(crate) fn interior(row: &Row3<'_>, ox: std::ops::Range<usize>, out: &mut [f3
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod kernels {
-    use std::arch::x86_64::{
-        _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_max_ps, _mm256_min_ps,
-        _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps, _mm512_add_ps, _mm512_fmadd_ps,
-        _mm512_loadu_ps, _mm512_max_ps, _mm512_min_ps, _mm512_set1_ps, _mm512_setzero_ps,
-        _mm512_storeu_ps,
-    };
-
     use super::Row3;
+    use crate::simd_sets::{with_avx2, with_avx512};
 
     /// One kernel per vector width: 13 registers (nine weights, the bias, the sum and the
     /// clamp bounds), which fits AVX2's 16.
     macro_rules! row3 {
-        ($name:ident, $feature:literal, $lanes:literal, $load:ident, $store:ident, $fma:ident,
-         $add:ident, $max:ident, $min:ident, $set1:ident, $zero:ident) => {
+        ($name:ident, $feature:literal, $lanes:literal, $load:path, $store:path, $fma:path,
+         $add:path, $max:path, $min:path, $set1:path, $zero:path) => {
             /// # Safety
             /// The asserts in [`super::interior`] must hold, `row.c` must be a multiple of the
             /// vector width, and the CPU must have the kernel's features.
@@ -135,31 +129,6 @@ mod kernels {
         };
     }
 
-    row3!(
-        avx512,
-        "avx512f",
-        16,
-        _mm512_loadu_ps,
-        _mm512_storeu_ps,
-        _mm512_fmadd_ps,
-        _mm512_add_ps,
-        _mm512_max_ps,
-        _mm512_min_ps,
-        _mm512_set1_ps,
-        _mm512_setzero_ps
-    );
-
-    row3!(
-        avx2,
-        "avx2,fma",
-        8,
-        _mm256_loadu_ps,
-        _mm256_storeu_ps,
-        _mm256_fmadd_ps,
-        _mm256_add_ps,
-        _mm256_max_ps,
-        _mm256_min_ps,
-        _mm256_set1_ps,
-        _mm256_setzero_ps
-    );
+    with_avx512!(row3, avx512);
+    with_avx2!(row3, avx2);
 }

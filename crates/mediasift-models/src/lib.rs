@@ -36,6 +36,7 @@ mod onnx;
 mod packed_attention;
 mod packed_gemm;
 mod pillow;
+mod simd_sets;
 mod slice_gemm;
 mod store;
 mod text_embedding;

@@ -2,12 +2,14 @@
 //! CPU, on [`crate::packed_gemm`]'s register kernels.
 //!
 //! Through candle, every block of queries was two general products per head, each repacking its
-//! right-hand side (the keys, then the values) and its left-hand side, and writing zeros over
-//! the scores before the product: OpenBLAS's packing and zeroing passes were 12 % of a tiny.en
-//! transcription of a short clip, next to 36 % in its multiply kernel. Here each head's keys
+//! right-hand side (the keys, then the values) and its left-hand side, with OpenBLAS writing
+//! zeros over the scores before the product. In a tiny.en transcription of the short test
+//! clips, OpenBLAS's packing and zeroing passes took 12 % of the time (attention and
+//! projections together) next to 36 % in its multiply kernel. Here each head's keys
 //! (transposed) and values are packed once, a block of queries' scores is computed into a
 //! buffer that stays in cache, normalised in place, and multiplied by the values straight into
-//! the head's columns of the output.
+//! the head's columns of the output: the clips went from 8.9 / 8.2 s to 6.8 / 6.9 s
+//! (alternating runs).
 
 use rayon::prelude::*;
 

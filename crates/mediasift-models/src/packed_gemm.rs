@@ -259,21 +259,15 @@ impl PackedB {
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod kernels {
-    use std::arch::x86_64::{
-        _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_max_ps, _mm256_min_ps,
-        _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps, _mm512_add_ps, _mm512_fmadd_ps,
-        _mm512_loadu_ps, _mm512_max_ps, _mm512_min_ps, _mm512_set1_ps, _mm512_setzero_ps,
-        _mm512_storeu_ps,
-    };
-
     use super::Start;
+    use crate::simd_sets::{with_avx2, with_avx512};
 
     /// One register tile: `c[MR rows, 2 vectors] := start + a · b` over `kc` steps, where `a`
     /// holds `MR` rows of `kc` values at stride `lda` and `b` two vectors per step. The
     /// accumulators are named variables, not an array, so they stay in registers.
     macro_rules! tile {
-        ($name:ident, $feature:literal, $lanes:literal, $load:ident, $store:ident, $fma:ident,
-         $add:ident, $max:ident, $min:ident, $set1:ident, $zero:ident,
+        ($name:ident, $feature:literal, $lanes:literal, $load:path, $store:path, $fma:path,
+         $add:path, $max:path, $min:path, $set1:path, $zero:path,
          [$(($r:literal, $x:ident, $y:ident)),*]) => {
             /// # Safety
             /// `a` must hold `MR` rows of `kc` values at stride `lda`, `b` `kc·2·LANES` values,
@@ -356,18 +350,9 @@ mod kernels {
         };
     }
 
-    tile!(
+    with_avx512!(
+        tile,
         tile_avx512,
-        "avx512f",
-        16,
-        _mm512_loadu_ps,
-        _mm512_storeu_ps,
-        _mm512_fmadd_ps,
-        _mm512_add_ps,
-        _mm512_max_ps,
-        _mm512_min_ps,
-        _mm512_set1_ps,
-        _mm512_setzero_ps,
         [
             (0, x0, y0),
             (1, x1, y1),
@@ -384,18 +369,9 @@ mod kernels {
         ]
     );
 
-    tile!(
+    with_avx2!(
+        tile,
         tile_avx2,
-        "avx2,fma",
-        8,
-        _mm256_loadu_ps,
-        _mm256_storeu_ps,
-        _mm256_fmadd_ps,
-        _mm256_add_ps,
-        _mm256_max_ps,
-        _mm256_min_ps,
-        _mm256_set1_ps,
-        _mm256_setzero_ps,
         [
             (0, x0, y0),
             (1, x1, y1),

@@ -93,6 +93,9 @@ impl Proj {
         };
         let dims = x.dims().to_vec();
         let (in_dim, out_dim) = self.linear.weight().dims2().map(|(o, i)| (i, o))?;
+        if dims.last() != Some(&in_dim) {
+            return Ok(None);
+        }
         let rows = x.elem_count() / in_dim.max(1);
         let mut out = match residual.map(|r| with_f32(r, <[f32]>::to_vec)).transpose()? {
             Some(Some(r)) if r.len() == rows * out_dim => r,
@@ -118,8 +121,8 @@ impl Proj {
         Ok(Some(Tensor::from_vec(out, shape, x.device())?))
     }
 
-    /// `x · Wᵀ + b`; a few rows (decoder steps) go through [`super::gemv`], reading the f16
-    /// copy when there is one.
+    /// `x · Wᵀ + b`: on the packed weight when there is one; a few rows (decoder steps)
+    /// through [`super::gemv`], reading the f16 copy when there is one.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if let Some(y) = self.forward_packed(x, None)? {
             return Ok(y);
