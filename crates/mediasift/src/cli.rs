@@ -227,6 +227,10 @@ pub struct BenchArgs {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
+    /// Rounds of onnxruntime then ours (every batch size each): figures are the medians over
+    /// the rounds, ratios the median of the rounds' ratios with their range.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// onnxruntime threads (candle uses every core).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,

@@ -44,34 +44,95 @@ impl Rows {
         ]);
     }
 
-    /// A row with the peer's figure for `batch` and ours / theirs.
-    fn compared(
-        &mut self,
-        model: &str,
-        batch: usize,
-        ours: f64,
-        unit: &str,
-        peer: &Figures,
-        note: String,
-    ) {
-        let theirs = peer.as_ref().map(|r| {
-            r.get(&batch.to_string())
-                .and_then(serde_json::Value::as_f64)
-        });
-        let (theirs, ratio, note) = match theirs {
-            Ok(Some(v)) => (format!("{v:.1} {unit}"), format!("{:.2}×", ours / v), note),
-            Ok(None) => (String::new(), String::new(), "peer gave no figure".into()),
+    /// A row with the medians of ours and the peer's figures for `batch` over the rounds, and
+    /// the median of the rounds' ratios (with their range when there are several).
+    fn compared(&mut self, model: &str, pair: &Pair, unit: &str, note: String) {
+        let ours = median(&pair.ours);
+        let (theirs, ratio, note) = match &pair.theirs {
+            Ok(theirs) if !theirs.is_empty() => {
+                let ratios: Vec<f64> = pair.ours.iter().zip(theirs).map(|(o, t)| o / t).collect();
+                let ratio = match min_max(&ratios) {
+                    (lo, hi) if ratios.len() > 1 => {
+                        format!("{:.2}× ({lo:.2}–{hi:.2})", median(&ratios))
+                    }
+                    _ => format!("{:.2}×", median(&ratios)),
+                };
+                (format!("{:.1} {unit}", median(theirs)), ratio, note)
+            }
+            Ok(_) => (String::new(), String::new(), "peer gave no figure".into()),
             Err(e) => ("unavailable".into(), String::new(), e.clone()),
         };
         self.0.add_row([
             model.into(),
-            batch.to_string(),
+            pair.batch.to_string(),
             format!("{ours:.1} {unit}"),
             theirs,
             ratio,
             note,
         ]);
     }
+}
+
+/// One batch size's figures, ours and the peer's, one per round.
+struct Pair {
+    batch: usize,
+    ours: Vec<f64>,
+    theirs: Result<Vec<f64>, String>,
+}
+
+/// Ours and the peer's figures per batch size over `rounds` rounds, each round the peer (all
+/// batch sizes, one process) and then ours. On a shared machine speed drifts by ±15–30 % over
+/// minutes, so the two sides of a ratio are measured next to each other and every round gives
+/// its own ratio.
+fn paired(
+    rounds: usize,
+    batches: &[usize],
+    peer: impl Fn() -> Figures,
+    mut ours: impl FnMut(usize) -> anyhow::Result<f64>,
+) -> anyhow::Result<Vec<Pair>> {
+    let mut pairs: Vec<Pair> = batches
+        .iter()
+        .map(|&batch| Pair {
+            batch,
+            ours: Vec::new(),
+            theirs: Ok(Vec::new()),
+        })
+        .collect();
+    for _ in 0..rounds.max(1) {
+        let theirs = peer();
+        for pair in &mut pairs {
+            let figure = theirs.as_ref().map(|r| {
+                r.get(&pair.batch.to_string())
+                    .and_then(serde_json::Value::as_f64)
+            });
+            match (figure, &mut pair.theirs) {
+                (Ok(Some(v)), Ok(all)) => all.push(v),
+                (Ok(None), Ok(_)) => pair.theirs = Err("peer gave no figure".into()),
+                (Err(e), Ok(_)) => pair.theirs = Err(e.clone()),
+                (_, Err(_)) => {}
+            }
+            pair.ours.push(ours(pair.batch)?);
+        }
+    }
+    Ok(pairs)
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn min_max(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })
 }
 
 pub async fn vision(g: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
@@ -108,13 +169,13 @@ pub async fn vision(g: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
 
     let wanted = |m: VisionBench| args.models.contains(&m);
     if wanted(VisionBench::OpenNsfw) {
-        nsfw_rows(&store, &peer, &batches, secs, &mut rows)?;
+        nsfw_rows(&store, &peer, &args, secs, &mut rows)?;
     }
     if wanted(VisionBench::MobilenetV2) {
-        mobilenet_rows(&store, &peer, &batches, secs, peak, &mut rows)?;
+        mobilenet_rows(&store, &peer, &args, secs, peak, &mut rows)?;
     }
     if wanted(VisionBench::Minilm) {
-        minilm_rows(&store, &peer, secs, peak, &mut rows)?;
+        minilm_rows(&store, &peer, &args, secs, peak, &mut rows)?;
     }
     if wanted(VisionBench::Clip) {
         super::bench_clip::rows(cfg.raw(), &mut rows, peak, &batches, secs, args.clip_images)
@@ -133,18 +194,25 @@ pub async fn vision(g: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
 fn nsfw_rows(
     store: &ModelStore,
     peer: &Peer,
-    batches: &[usize],
+    args: &BenchArgs,
     secs: Duration,
     rows: &mut Rows,
 ) -> anyhow::Result<()> {
     let nsfw = OpenNsfw::load(&store.resolve(&catalog::OPEN_NSFW)?, &Device::Cpu)?;
-    let theirs = peer.measure(peer.open_nsfw(), batches, TOKENS);
-    for &b in batches {
-        let inputs = random_inputs(b);
-        let ours = per_second(secs, b, || nsfw.scores(&inputs).map(|_| ()))?;
+    let onnx = peer.open_nsfw();
+    let pairs = paired(
+        args.rounds,
+        &args.batches,
+        || peer.measure(onnx.clone(), &args.batches, TOKENS),
+        |b| {
+            let inputs = random_inputs(b);
+            per_second(secs, b, || nsfw.scores(&inputs).map(|_| ()))
+        },
+    )?;
+    for pair in &pairs {
         // ~1.07 G multiply-adds per 224×224 image (ResNet-50 at half width).
-        let note = format!("{:.1} GFLOP/s", ours * 2.14);
-        rows.compared("open_nsfw", b, ours, "img/s", &theirs, note);
+        let note = format!("{:.1} GFLOP/s", median(&pair.ours) * 2.14);
+        rows.compared("open_nsfw", pair, "img/s", note);
     }
     Ok(())
 }
@@ -152,23 +220,30 @@ fn nsfw_rows(
 fn mobilenet_rows(
     store: &ModelStore,
     peer: &Peer,
-    batches: &[usize],
+    args: &BenchArgs,
     secs: Duration,
     peak: f64,
     rows: &mut Rows,
 ) -> anyhow::Result<()> {
     let mobilenet = MobileNetV2::load(&store.resolve(&catalog::MOBILENET_V2)?, &Device::Cpu)?;
-    let theirs = peer.measure(peer.mobilenet(), batches, TOKENS);
-    for &b in batches {
-        let inputs = random_inputs(b);
-        let ours = per_second(secs, b, || mobilenet.forward(&inputs).map(|_| ()))?;
+    let onnx = peer.mobilenet();
+    let pairs = paired(
+        args.rounds,
+        &args.batches,
+        || peer.measure(onnx.clone(), &args.batches, TOKENS),
+        |b| {
+            let inputs = random_inputs(b);
+            per_second(secs, b, || mobilenet.forward(&inputs).map(|_| ()))
+        },
+    )?;
+    for pair in &pairs {
         // 300 M multiply-adds per 224×224 image (Sandler et al., table 3).
-        let gflops = ours * 0.6;
+        let gflops = median(&pair.ours) * 0.6;
         let note = format!(
             "{gflops:.1} GFLOP/s = {:.0}% of peak",
             100.0 * gflops / peak
         );
-        rows.compared("mobilenet_v2", b, ours, "img/s", &theirs, note);
+        rows.compared("mobilenet_v2", pair, "img/s", note);
     }
     Ok(())
 }
@@ -176,17 +251,14 @@ fn mobilenet_rows(
 fn minilm_rows(
     store: &ModelStore,
     peer: &Peer,
+    args: &BenchArgs,
     secs: Duration,
     peak: f64,
     rows: &mut Rows,
 ) -> anyhow::Result<()> {
     let minilm_model = store.resolve(&catalog::MINILM)?;
     let minilm = TextEmbedder::load(&minilm_model, &Device::Cpu, Chunking::default())?;
-    let theirs = peer.measure(
-        peer.minilm(&minilm_model.dir.join("model.safetensors")),
-        &[32],
-        TOKENS,
-    );
+    let onnx = peer.minilm(&minilm_model.dir.join("model.safetensors"));
     let windows: Vec<Vec<u32>> = (0..32)
         .map(|i| {
             (0..TOKENS)
@@ -194,16 +266,27 @@ fn minilm_rows(
                 .collect()
         })
         .collect();
-    let ours = per_second(secs, windows.len(), || {
-        minilm.embed_windows(&windows).map(|_| ())
-    })?;
-    // 2 FLOP per weight per token over the encoder's ~10.6 M matmul weights, plus attention.
-    let gflops = ours * TOKENS as f64 * (2.0 * 10.6e6 + 6.0 * 2.0 * 2.0 * 128.0 * 384.0) / 1e9;
-    let note = format!(
-        "{TOKENS} tokens each; {gflops:.1} GFLOP/s = {:.0}% of peak",
-        100.0 * gflops / peak
-    );
-    rows.compared("all-MiniLM-L6-v2", 32, ours, "sentences/s", &theirs, note);
+    let pairs = paired(
+        args.rounds,
+        &[32],
+        || peer.measure(onnx.clone(), &[32], TOKENS),
+        |_| {
+            per_second(secs, windows.len(), || {
+                minilm.embed_windows(&windows).map(|_| ())
+            })
+        },
+    )?;
+    for pair in &pairs {
+        // 2 FLOP per weight per token over the encoder's ~10.6 M matmul weights, plus attention.
+        let gflops =
+            median(&pair.ours) * TOKENS as f64 * (2.0 * 10.6e6 + 6.0 * 2.0 * 2.0 * 128.0 * 384.0)
+                / 1e9;
+        let note = format!(
+            "{TOKENS} tokens each; {gflops:.1} GFLOP/s = {:.0}% of peak",
+            100.0 * gflops / peak
+        );
+        rows.compared("all-MiniLM-L6-v2", pair, "sentences/s", note);
+    }
     Ok(())
 }
 
