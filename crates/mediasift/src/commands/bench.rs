@@ -1,6 +1,7 @@
 //! `mediasift bench vision`: model throughput on this machine, side by side with the same-run
 //! matmul peak and with onnxruntime on the same network and weights (see `bench_peer`).
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
@@ -199,22 +200,35 @@ fn nsfw_rows(
     rows: &mut Rows,
 ) -> anyhow::Result<()> {
     let nsfw = OpenNsfw::load(&store.resolve(&catalog::OPEN_NSFW)?, &Device::Cpu)?;
-    let onnx = peer.open_nsfw();
-    let pairs = paired(
-        args.rounds,
-        &args.batches,
-        || peer.measure(onnx.clone(), &args.batches, TOKENS),
-        |b| {
-            let inputs = random_inputs(b);
-            per_second(secs, b, || nsfw.scores(&inputs).map(|_| ()))
-        },
-    )?;
+    let pairs = image_pairs(peer, args, secs, peer.open_nsfw(), |x| {
+        nsfw.scores(x).map(|_| ())
+    })?;
     for pair in &pairs {
         // ~1.07 G multiply-adds per 224×224 image (ResNet-50 at half width).
         let note = format!("{:.1} GFLOP/s", median(&pair.ours) * 2.14);
         rows.compared("open_nsfw", pair, "img/s", note);
     }
     Ok(())
+}
+
+/// Ours (`run` on a batch) and onnxruntime's (`onnx`) images/s on random 224×224 images, per
+/// batch size, in rounds.
+fn image_pairs<E: std::error::Error + Send + Sync + 'static>(
+    peer: &Peer,
+    args: &BenchArgs,
+    secs: Duration,
+    onnx: Result<PathBuf, String>,
+    run: impl Fn(&[Vec<f32>]) -> Result<(), E>,
+) -> anyhow::Result<Vec<Pair>> {
+    paired(
+        args.rounds,
+        &args.batches,
+        || peer.measure(onnx.clone(), &args.batches, TOKENS),
+        |b| {
+            let inputs = random_inputs(b);
+            per_second(secs, b, || run(&inputs))
+        },
+    )
 }
 
 fn mobilenet_rows(
@@ -226,16 +240,9 @@ fn mobilenet_rows(
     rows: &mut Rows,
 ) -> anyhow::Result<()> {
     let mobilenet = MobileNetV2::load(&store.resolve(&catalog::MOBILENET_V2)?, &Device::Cpu)?;
-    let onnx = peer.mobilenet();
-    let pairs = paired(
-        args.rounds,
-        &args.batches,
-        || peer.measure(onnx.clone(), &args.batches, TOKENS),
-        |b| {
-            let inputs = random_inputs(b);
-            per_second(secs, b, || mobilenet.forward(&inputs).map(|_| ()))
-        },
-    )?;
+    let pairs = image_pairs(peer, args, secs, peer.mobilenet(), |x| {
+        mobilenet.forward(x).map(|_| ())
+    })?;
     for pair in &pairs {
         // 300 M multiply-adds per 224×224 image (Sandler et al., table 3).
         let gflops = median(&pair.ours) * 0.6;
