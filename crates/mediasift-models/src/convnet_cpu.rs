@@ -12,10 +12,12 @@
 //!   pool.
 //! - A dense convolution is one product `[pixels, k·k·cin] · [k·k·cin, cout]` per chunk of
 //!   output rows sized to stay in cache: the NHWC image already is that matrix for a 1×1
-//!   stride-1 convolution; otherwise the chunk is unfolded first (one copy of `k·cin` values
-//!   per pixel and kernel row). The product runs on [`crate::packed_gemm`]'s kernels with the
-//!   weights packed at load; the bias, the residual (for a block's last convolution, copied
-//!   into the output first) and the activation are applied in registers.
+//!   stride-1 convolution; a 3×3 stride-1 one on a map at least [`SHIFTED_MIN_W`] wide reads
+//!   a zero-bordered copy of its input where it lies, one shifted matrix per kernel row
+//!   ([`Conv::shifted_rows`]); otherwise the chunk is unfolded first (one copy of `k·cin`
+//!   values per pixel and kernel row). The product runs on [`crate::packed_gemm`]'s kernels
+//!   with the weights packed at load; the bias, the residual (for a block's last convolution,
+//!   read by the kernels from its own map) and the activation are applied in registers.
 //! - A depthwise convolution multiplies whole pixels (all channels, vectorised) by each tap;
 //!   3×3 rows run on [`crate::depthwise3x3`] (AVX-512 or AVX2 + FMA).
 
@@ -27,13 +29,18 @@ use rayon::prelude::*;
 
 use crate::conv::Activation;
 use crate::depthwise3x3;
-use crate::packed_gemm::{Epilogue, PackedB};
+use crate::packed_gemm::{Epilogue, Lhs, PackedB};
 
 /// Floats of unfolded input plus output a dense chunk aims to keep in cache (1 MiB; measured
 /// with OpenBLAS products, which repacked the weights per chunk: 64 Ki floats were ~4-7 %
 /// slower, a whole image per product no better, and groups of 2-8 images per thread sharing one
 /// product slower still).
 const CHUNK_FLOATS: usize = 1 << 18;
+/// The narrowest map a 3×3 convolution runs shifted on (see [`Conv::shifts`]); narrower ones
+/// are unfolded.
+const SHIFTED_MIN_W: usize = 28;
+/// Floats of input plus output a shifted chunk aims to keep in cache.
+const SHIFTED_CHUNK_FLOATS: usize = 1 << 17;
 /// Channels of a depthwise output pixel accumulated in registers at once (four AVX2 vectors).
 const LANES: usize = 32;
 
@@ -86,7 +93,10 @@ pub(crate) struct Maps(pub [Map; 4]);
 
 thread_local! {
     static MAPS: RefCell<Maps> = RefCell::default();
+    /// An unfolded chunk, or a chunk of a shifted convolution's output.
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// A shifted convolution's zero-bordered input.
+    static BORDERED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with this thread's maps (a fresh set if they are in use further up the stack).
@@ -97,9 +107,13 @@ fn with_maps<R>(f: impl FnOnce(&mut Maps) -> R) -> R {
     })
 }
 
-/// Runs `f` with `len` floats of this thread's scratch space (values undefined).
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    SCRATCH.with(|s| match s.try_borrow_mut() {
+/// Runs `f` with `len` floats of this thread's `buffer` (values undefined).
+fn with_buffer<R>(
+    buffer: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    buffer.with(|s| match s.try_borrow_mut() {
         Ok(mut buf) => {
             if buf.len() < len {
                 buf.resize(len, 0.0);
@@ -174,6 +188,22 @@ fn bands(
     out.par_chunks_mut(per * row)
         .enumerate()
         .for_each(|(i, o)| f(i * per..i * per + o.len() / row, o));
+}
+
+/// `x` into `out` with a border of one zero pixel on every side (`(h + 2) × (w + 2) × c`).
+fn border(x: &Map, out: &mut [f32]) {
+    let (pw, c) = (x.w + 2, x.c);
+    let prow = pw * c;
+    out[..prow].fill(0.0);
+    out[(x.h + 1) * prow..].fill(0.0);
+    for (dst, src) in out[prow..(x.h + 1) * prow]
+        .chunks_exact_mut(prow)
+        .zip(x.data.chunks_exact(x.w * c))
+    {
+        dst[..c].fill(0.0);
+        dst[c..prow - c].copy_from_slice(src);
+        dst[prow - c..].fill(0.0);
+    }
 }
 
 /// The input index `o·stride + tap − pad`, if inside `0..len`.
@@ -291,6 +321,16 @@ impl Conv {
         if let Some(r) = residual {
             assert_eq!((r.h, r.w, r.c), (ho, wo, self.cout), "residual shape");
         }
+        if let (Weights::Dense(w), true) = (&self.weights, self.shifts(x, residual)) {
+            let pw = x.w + 2;
+            return with_buffer(&BORDERED, (x.h + 2) * pw * self.cin, |bordered| {
+                border(x, bordered);
+                let bordered = &*bordered;
+                bands(&mut out.data, ho, row, split, |rows, o| {
+                    self.shifted_rows(w, bordered, pw, o, rows, wo)
+                });
+            });
+        }
         bands(&mut out.data, ho, row, split, |rows, o| {
             let res = residual.map(|r| &r.data[rows.start * row..rows.end * row]);
             match &self.weights {
@@ -318,21 +358,82 @@ impl Conv {
             let n = chunk.len() / row;
             let pixels = n * wo;
             let epi = Epilogue {
-                add_c: residual.is_some(),
+                add_c: false,
                 clamp: self.act.clamp(),
             };
-            if let Some(r) = residual {
-                chunk.copy_from_slice(&r[i * per * row..][..n * row]);
-            }
+            let res = residual.map(|r| &r[i * per * row..][..n * row]);
             if direct {
                 let a = &x.data[first * wo * self.cin..][..pixels * self.cin];
-                w.apply(chunk, self.cout, a, depth, pixels, epi);
+                w.product(
+                    chunk,
+                    self.cout,
+                    Lhs::rows(a, depth, depth),
+                    pixels,
+                    epi,
+                    res,
+                );
             } else {
-                with_scratch(pixels * depth, |cols| {
+                with_buffer(&SCRATCH, pixels * depth, |cols| {
                     self.unfold(x, first..first + n, wo, cols);
-                    w.apply(chunk, self.cout, cols, depth, pixels, epi);
+                    let a = Lhs::rows(cols, depth, depth);
+                    w.product(chunk, self.cout, a, pixels, epi, res);
                 });
             }
+        }
+    }
+
+    /// Whether this convolution runs as three shifted products over a zero-bordered copy of `x`
+    /// ([`Conv::shifted_rows`]) instead of on unfolded chunks: a 3×3, stride-1, pad-1 dense
+    /// convolution without a residual, on maps wide enough that the two border columns each
+    /// output row computes and drops stay a small share.
+    fn shifts(&self, x: &Map, residual: Option<&Map>) -> bool {
+        self.k == 3
+            && self.stride == 1
+            && self.pad == 1
+            && residual.is_none()
+            && x.w >= SHIFTED_MIN_W
+    }
+
+    /// Output rows `rows` of a 3×3 stride-1 convolution from `bordered`, the input with a
+    /// border of zeros (`pw = w + 2` pixels a row). Output pixel (y, x) reads bordered pixels
+    /// (y + ky, x + kx), so over the bordered map's pixels in order each kernel row is one
+    /// matrix (`3·cin` values a row, rows `cin` apart) at a fixed offset: the product reads the
+    /// input where it lies, for `pw` outputs a row of which the last two are dropped.
+    fn shifted_rows(
+        &self,
+        w: &PackedB,
+        bordered: &[f32],
+        pw: usize,
+        o: &mut [f32],
+        rows: Range<usize>,
+        wo: usize,
+    ) {
+        let (cin, cout) = (self.cin, self.cout);
+        // A kernel row's three taps are neighbouring pixels: one run of 3·cin values.
+        let taps: [usize; 3] = std::array::from_fn(|ky| ky * pw * cin);
+        let row = wo * cout;
+        let per = (SHIFTED_CHUNK_FLOATS / (pw * (cin + cout))).max(1);
+        let epi = Epilogue {
+            add_c: false,
+            clamp: self.act.clamp(),
+        };
+        for (i, chunk) in o.chunks_mut(per * row).enumerate() {
+            let first = rows.start + i * per;
+            let n = chunk.len() / row;
+            // The last output row's two dropped pixels would read past the map's end.
+            let m = n * pw - 2;
+            let a = Lhs {
+                data: &bordered[first * pw * cin..],
+                lda: cin,
+                taps: &taps,
+                seg: 3 * cin,
+            };
+            with_buffer(&SCRATCH, n * pw * cout, |flat| {
+                w.product(flat, cout, a, m, epi, None);
+                for (dst, src) in chunk.chunks_exact_mut(row).zip(flat.chunks(pw * cout)) {
+                    dst.copy_from_slice(&src[..row]);
+                }
+            });
         }
     }
 
@@ -572,6 +673,9 @@ mod tests {
             (40, 40, 3, 2, 1, 40, Linear),
             // Depthwise 3×3 with channels no vector row takes: all on the generic loop.
             (20, 20, 3, 1, 1, 20, Relu),
+            // Shifted 3×3 (without a residual) with a tap deeper than one block of the
+            // kernels and a partial panel of outputs.
+            (136, 40, 3, 1, 1, 1, Relu),
         ];
         for (cin, cout, k, stride, padding, groups, act) in cases {
             let x = Tensor::randn(0f32, 1.0, (1, cin, 15, 14), &dev).unwrap();

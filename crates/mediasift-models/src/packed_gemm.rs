@@ -7,8 +7,11 @@
 //! hung on OpenBLAS knowing the CPU: Debian's 0.3.21 takes a 5th-generation Xeon (family 6,
 //! model 207) for a Prescott and runs SSE3 kernels at a sixth of the AVX-512 speed. Here the
 //! weights are packed once, the kernels read the rows of `a` where they lie (packing them too
-//! cost 2/3 as much as the products), and the bias, a residual already in `c` and the
-//! activation are applied in registers (no passes over `c` before or after).
+//! cost 2/3 as much as the products; a [`Lhs`] of several taps lets a 3×3 convolution read its
+//! input map without unfolding it), and the bias, a residual (from its own map, or already in
+//! `c`) and the activation are applied in registers (no passes over `c` before or after). A
+//! product's last rows run on kernels stamped out for fewer rows, so a 49-pixel map (7×7)
+//! computes 49 rows, not 60.
 
 use gemm::Parallelism;
 
@@ -65,7 +68,53 @@ struct Start {
     row: *const f32,
     /// Whether the tile's current `c` is added.
     add_c: bool,
+    /// A tile of `MR` rows of `NR` values at the stride of `c` added to the sums (a
+    /// residual), or null.
+    res: *const f32,
     clamp: Option<(f32, f32)>,
+}
+
+/// The left-hand side of a product: row `i` at depth `l` is
+/// `data[i·lda + taps[l / seg] + l % seg]`. A row-major matrix is one tap at 0 with `seg = k`
+/// ([`Lhs::rows`]); a 3×3 convolution over a zero-bordered NHWC map is three taps, one per
+/// kernel row at that row's offset, of `seg = 3·cin` values (the row's three pixels are
+/// neighbours), read where they lie (no unfolded copy).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lhs<'a> {
+    pub data: &'a [f32],
+    pub lda: usize,
+    pub taps: &'a [usize],
+    pub seg: usize,
+}
+
+impl<'a> Lhs<'a> {
+    /// A row-major `[m, k]` matrix with row stride `lda`.
+    pub fn rows(data: &'a [f32], lda: usize, k: usize) -> Lhs<'a> {
+        Lhs {
+            data,
+            lda,
+            taps: &[0],
+            seg: k,
+        }
+    }
+
+    /// Whether `m` rows of depth `k` lie inside `data`.
+    fn fits(&self, m: usize, k: usize) -> bool {
+        let last = self.taps.iter().max().copied().unwrap_or(0);
+        self.seg > 0
+            && self.taps.len() * self.seg == k
+            && self.data.len() >= (m - 1) * self.lda + last + self.seg
+    }
+
+    /// The depth blocks of at most `kc_max` steps, none crossing a tap: (first depth, steps,
+    /// offset of row 0's first value).
+    fn blocks(&self, kc_max: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        self.taps.iter().enumerate().flat_map(move |(t, &off)| {
+            (0..self.seg)
+                .step_by(kc_max)
+                .map(move |d| (t * self.seg + d, kc_max.min(self.seg - d), off + d))
+        })
+    }
 }
 
 /// `(kc, a, lda, b, c, ldc, start)`: one register tile of `c` (rows at stride `ldc`) :=
@@ -75,9 +124,6 @@ type Kernel = unsafe fn(usize, *const f32, usize, *const f32, *mut f32, usize, &
 /// Depth of one pass over `c`: the `KC × NR` block of `b` a pass reads for every row tile
 /// stays in L1 (16 KiB).
 const BLOCK_FLOATS: usize = 4096;
-
-/// Floats of `a` in one tile pass: `mr · kc` for both kernels (12 · 128 and 6 · 256).
-const EDGE_A: usize = 12 * (BLOCK_FLOATS / 32);
 
 /// A `[k, n]` matrix and its `[n]` bias, packed for one [`Isa`]: column panels of `NR`, each
 /// `k` rows of `NR` values (zero past `n`), and the bias padded to whole panels.
@@ -142,79 +188,99 @@ impl PackedB {
     /// `c[m, n] = clamp(a[m, k] · b + bias (+ c))`, with `c` and `a` row-major with row strides
     /// `ldc` and `lda`.
     pub fn apply(&self, c: &mut [f32], ldc: usize, a: &[f32], lda: usize, m: usize, epi: Epilogue) {
+        self.product(c, ldc, Lhs::rows(a, lda, self.k), m, epi, None);
+    }
+
+    /// `c[m, n] = clamp(a[m, k] · b + bias (+ c) (+ residual))`, with `c` (and the residual,
+    /// laid out as `c`) row-major with row stride `ldc`.
+    pub fn product(
+        &self,
+        c: &mut [f32],
+        ldc: usize,
+        a: Lhs<'_>,
+        m: usize,
+        epi: Epilogue,
+        residual: Option<&[f32]>,
+    ) {
         let (k, n) = (self.k, self.n);
         if m == 0 || n == 0 {
             return;
         }
         assert!(
-            ldc >= n && lda >= k && c.len() >= (m - 1) * ldc + n && a.len() >= (m - 1) * lda + k,
+            ldc >= n && c.len() >= (m - 1) * ldc + n && a.fits(m, k),
             "product out of bounds"
         );
-        let kernel: Kernel = match self.isa {
+        if let Some(r) = residual {
+            assert!(r.len() >= (m - 1) * ldc + n, "residual out of bounds");
+            assert!(!epi.add_c, "a residual and the sums already in c");
+        }
+        let kernels: &[Kernel] = match self.isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => kernels::tile_avx512,
+            Isa::Avx512 => &kernels::AVX512,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => kernels::tile_avx2,
-            _ => return self.apply_plain(c, ldc, a, lda, m, epi),
+            Isa::Avx2 => &kernels::AVX2,
+            _ => return self.apply_plain(c, ldc, a, m, epi, residual),
         };
         let (mr, nr) = self.isa.tile();
         let kc_max = (BLOCK_FLOATS / nr).max(1);
-        // Partial tiles run on full-size copies: `edge_a` holds a tile's rows of `a` (zero
-        // past row `m`), `edge_c` its part of `c`.
-        let mut edge_a = [0f32; EDGE_A];
-        debug_assert!(mr * kc_max <= EDGE_A);
+        let lda = a.lda;
+        // A partial panel of columns runs on a copy of its part of `c`, `edge_c`.
         let mut edge_c = [0f32; 12 * 32];
-        for k0 in (0..k).step_by(kc_max) {
-            let kc = kc_max.min(k - k0);
+        for (k0, kc, a0) in a.blocks(kc_max) {
+            let a = &a.data[a0..];
             for p in 0..n.div_ceil(nr) {
                 let b = &self.data[(p * k + k0) * nr..][..kc * nr];
                 let cols = nr.min(n - p * nr);
-                let start = Start {
-                    row: if k0 == 0 {
+                let first = k0 == 0;
+                let res = residual.filter(|_| first);
+                let start = |res: *const f32, add_c: bool| Start {
+                    row: if first {
                         self.bias[p * nr..][..nr].as_ptr()
                     } else {
                         std::ptr::null()
                     },
-                    add_c: k0 > 0 || epi.add_c,
+                    add_c,
+                    res,
                     clamp: epi.clamp.filter(|_| k0 + kc == k),
                 };
+                let add_c = !first || epi.add_c;
                 for t in 0..m.div_ceil(mr) {
                     let rows = mr.min(m - t * mr);
-                    let (a_tile, a_stride) = if rows == mr {
-                        (&a[t * mr * lda + k0..][..(mr - 1) * lda + kc], lda)
-                    } else {
-                        let tile = &mut edge_a[..mr * kc];
-                        tile.fill(0.0);
-                        for r in 0..rows {
-                            tile[r * kc..][..kc]
-                                .copy_from_slice(&a[(t * mr + r) * lda + k0..][..kc]);
-                        }
-                        (&edge_a[..mr * kc], kc)
-                    };
+                    let kernel = kernels[rows - 1];
+                    let a_tile = &a[t * mr * lda..][..(rows - 1) * lda + kc];
                     let at = t * mr * ldc + p * nr;
-                    if rows == mr && cols == nr {
-                        // SAFETY: `a_tile` holds mr rows of kc at stride a_stride, `b` kc·nr
+                    if cols == nr {
+                        let res = res.map_or(std::ptr::null(), |r| r[at..].as_ptr());
+                        // SAFETY: `a_tile` holds `rows` rows of kc at stride lda, `b` kc·nr
                         // values and `start.row` nr (sliced above); the tile's last element of
-                        // `c`, (t·mr + mr − 1)·ldc + p·nr + nr − 1, is at most
-                        // (m − 1)·ldc + n − 1 < c.len() (asserted above); the kernel's features
-                        // were detected at run time when the ISA was chosen.
+                        // `c` (and of the residual, laid out as `c`), (t·mr + rows − 1)·ldc +
+                        // p·nr + nr − 1, is at most (m − 1)·ldc + n − 1 < c.len() (asserted
+                        // above); the kernel computes `rows` rows, and its features were
+                        // detected at run time when the ISA was chosen.
                         #[allow(unsafe_code)]
                         unsafe {
                             let c = c.as_mut_ptr().add(at);
-                            kernel(kc, a_tile.as_ptr(), a_stride, b.as_ptr(), c, ldc, &start)
+                            let s = start(res, add_c);
+                            kernel(kc, a_tile.as_ptr(), lda, b.as_ptr(), c, ldc, &s)
                         };
                     } else {
-                        let tile = &mut edge_c[..mr * nr];
+                        let tile = &mut edge_c[..rows * nr];
                         tile.fill(0.0);
-                        for r in 0..rows {
-                            tile[r * nr..][..cols].copy_from_slice(&c[at + r * ldc..][..cols]);
+                        // The residual comes in as the tile's sums so far.
+                        let from = res.map_or(&*c, |r| r);
+                        if add_c || res.is_some() {
+                            for r in 0..rows {
+                                tile[r * nr..][..cols]
+                                    .copy_from_slice(&from[at + r * ldc..][..cols]);
+                            }
                         }
-                        // SAFETY: as above for `a_tile`, `b` and `start`; `tile` holds mr rows
-                        // of nr.
+                        // SAFETY: as above for `a_tile`, `b` and `start`; `tile` holds `rows`
+                        // rows of nr.
                         #[allow(unsafe_code)]
                         unsafe {
                             let c = tile.as_mut_ptr();
-                            kernel(kc, a_tile.as_ptr(), a_stride, b.as_ptr(), c, nr, &start)
+                            let s = start(std::ptr::null(), add_c || res.is_some());
+                            kernel(kc, a_tile.as_ptr(), lda, b.as_ptr(), c, nr, &s)
                         };
                         for r in 0..rows {
                             c[at + r * ldc..][..cols].copy_from_slice(&tile[r * nr..][..cols]);
@@ -225,29 +291,35 @@ impl PackedB {
         }
     }
 
-    /// [`PackedB::apply`] through OpenBLAS, on CPUs without our kernels.
+    /// [`PackedB::product`] through OpenBLAS, on CPUs without our kernels.
     fn apply_plain(
         &self,
         c: &mut [f32],
         ldc: usize,
-        a: &[f32],
-        lda: usize,
+        a: Lhs<'_>,
         m: usize,
         epi: Epilogue,
+        residual: Option<&[f32]>,
     ) {
         let n = self.n;
         let rows = || (0..m).map(|i| i * ldc..i * ldc + n);
         for r in rows() {
-            let row = &mut c[r];
+            let row = &mut c[r.clone()];
             if epi.add_c {
                 row.iter_mut().zip(&self.bias).for_each(|(d, b)| *d += b);
             } else {
                 row.copy_from_slice(&self.bias);
             }
+            if let Some(res) = residual {
+                row.iter_mut().zip(&res[r]).for_each(|(d, v)| *d += v);
+            }
         }
-        let w = (&self.data[..], n, 1);
-        let dims = (m, n, self.k);
-        product(c, ldc, true, (a, lda, 1), w, dims, 1.0, Parallelism::None);
+        for (t, &off) in a.taps.iter().enumerate() {
+            let w = (&self.data[t * a.seg * n..][..a.seg * n], n, 1);
+            let dims = (m, n, a.seg);
+            let lhs = (&a.data[off..], a.lda, 1);
+            product(c, ldc, true, lhs, w, dims, 1.0, Parallelism::None);
+        }
         if let Some((lo, hi)) = epi.clamp {
             for r in rows() {
                 c[r].iter_mut().for_each(|v| *v = v.max(lo).min(hi));
@@ -271,8 +343,8 @@ mod kernels {
          [$(($r:literal, $x:ident, $y:ident)),*]) => {
             /// # Safety
             /// `a` must hold `MR` rows of `kc` values at stride `lda`, `b` `kc·2·LANES` values,
-            /// `start.row` (unless null) `2·LANES`, and `c` `MR` rows of `2·LANES` values at
-            /// stride `ldc`; the CPU must have the kernel's features.
+            /// `start.row` (unless null) `2·LANES`, and `c` and `start.res` (unless null) `MR`
+            /// rows of `2·LANES` values at stride `ldc`; the CPU must have the kernel's features.
             #[target_feature(enable = $feature)]
             pub unsafe fn $name(
                 kc: usize,
@@ -297,6 +369,13 @@ mod kernels {
                         $(
                             $x = $add($x, $load(c.add($r * ldc)));
                             $y = $add($y, $load(c.add($r * ldc + $lanes)));
+                        )*
+                    }
+                    if !start.res.is_null() {
+                        let res = start.res;
+                        $(
+                            $x = $add($x, $load(res.add($r * ldc)));
+                            $y = $add($y, $load(res.add($r * ldc + $lanes)));
                         )*
                     }
                     // Four steps per iteration: the row addresses are computed once for all
@@ -350,9 +429,124 @@ mod kernels {
         };
     }
 
+    /// The kernels by rows of `c` they compute (`[r - 1]` for `r` rows): the full tile, and
+    /// narrower ones for a product's last rows, so that those neither compute rows past `m`
+    /// nor read them.
+    pub(super) static AVX512: [super::Kernel; 12] = [
+        avx512_1, avx512_2, avx512_3, avx512_4, avx512_5, avx512_6, avx512_7, avx512_8, avx512_9,
+        avx512_10, avx512_11, avx512_12,
+    ];
+    pub(super) static AVX2: [super::Kernel; 6] = [avx2_1, avx2_2, avx2_3, avx2_4, avx2_5, avx2_6];
+
+    with_avx512!(tile, avx512_1, [(0, x0, y0)]);
+    with_avx512!(tile, avx512_2, [(0, x0, y0), (1, x1, y1)]);
+    with_avx512!(tile, avx512_3, [(0, x0, y0), (1, x1, y1), (2, x2, y2)]);
     with_avx512!(
         tile,
-        tile_avx512,
+        avx512_4,
+        [(0, x0, y0), (1, x1, y1), (2, x2, y2), (3, x3, y3)]
+    );
+    with_avx512!(
+        tile,
+        avx512_5,
+        [
+            (0, x0, y0),
+            (1, x1, y1),
+            (2, x2, y2),
+            (3, x3, y3),
+            (4, x4, y4)
+        ]
+    );
+    with_avx512!(
+        tile,
+        avx512_6,
+        [
+            (0, x0, y0),
+            (1, x1, y1),
+            (2, x2, y2),
+            (3, x3, y3),
+            (4, x4, y4),
+            (5, x5, y5)
+        ]
+    );
+    with_avx512!(
+        tile,
+        avx512_7,
+        [
+            (0, x0, y0),
+            (1, x1, y1),
+            (2, x2, y2),
+            (3, x3, y3),
+            (4, x4, y4),
+            (5, x5, y5),
+            (6, x6, y6)
+        ]
+    );
+    with_avx512!(
+        tile,
+        avx512_8,
+        [
+            (0, x0, y0),
+            (1, x1, y1),
+            (2, x2, y2),
+            (3, x3, y3),
+            (4, x4, y4),
+            (5, x5, y5),
+            (6, x6, y6),
+            (7, x7, y7)
+        ]
+    );
+    with_avx512!(
+        tile,
+        avx512_9,
+        [
+            (0, x0, y0),
+            (1, x1, y1),
+            (2, x2, y2),
+            (3, x3, y3),
+            (4, x4, y4),
+            (5, x5, y5),
+            (6, x6, y6),
+            (7, x7, y7),
+            (8, x8, y8)
+        ]
+    );
+    with_avx512!(
+        tile,
+        avx512_10,
+        [
+            (0, x0, y0),
+            (1, x1, y1),
+            (2, x2, y2),
+            (3, x3, y3),
+            (4, x4, y4),
+            (5, x5, y5),
+            (6, x6, y6),
+            (7, x7, y7),
+            (8, x8, y8),
+            (9, x9, y9)
+        ]
+    );
+    with_avx512!(
+        tile,
+        avx512_11,
+        [
+            (0, x0, y0),
+            (1, x1, y1),
+            (2, x2, y2),
+            (3, x3, y3),
+            (4, x4, y4),
+            (5, x5, y5),
+            (6, x6, y6),
+            (7, x7, y7),
+            (8, x8, y8),
+            (9, x9, y9),
+            (10, x10, y10)
+        ]
+    );
+    with_avx512!(
+        tile,
+        avx512_12,
         [
             (0, x0, y0),
             (1, x1, y1),
@@ -368,10 +562,28 @@ mod kernels {
             (11, x11, y11)
         ]
     );
-
+    with_avx2!(tile, avx2_1, [(0, x0, y0)]);
+    with_avx2!(tile, avx2_2, [(0, x0, y0), (1, x1, y1)]);
+    with_avx2!(tile, avx2_3, [(0, x0, y0), (1, x1, y1), (2, x2, y2)]);
     with_avx2!(
         tile,
-        tile_avx2,
+        avx2_4,
+        [(0, x0, y0), (1, x1, y1), (2, x2, y2), (3, x3, y3)]
+    );
+    with_avx2!(
+        tile,
+        avx2_5,
+        [
+            (0, x0, y0),
+            (1, x1, y1),
+            (2, x2, y2),
+            (3, x3, y3),
+            (4, x4, y4)
+        ]
+    );
+    with_avx2!(
+        tile,
+        avx2_6,
         [
             (0, x0, y0),
             (1, x1, y1),
@@ -410,6 +622,49 @@ mod tests {
         isas
     }
 
+    /// `want[i·ldc + j] = clamp(Σ_l a(i, l)·b[l·n + j] + bias[j] + c0[i·ldc + j])` in f64, with
+    /// `a(i, l)` read through `lhs`.
+    fn plain_sum(
+        lhs: &dyn Fn(usize, usize) -> f32,
+        b: &[f32],
+        bias: &[f32],
+        c0: &[f32],
+        (m, k, n, ldc): (usize, usize, usize, usize),
+        clamp: Option<(f32, f32)>,
+    ) -> Vec<f32> {
+        let mut want = c0.to_vec();
+        for i in 0..m {
+            for j in 0..n {
+                let dot: f64 = (0..k)
+                    .map(|l| f64::from(lhs(i, l)) * f64::from(b[l * n + j]))
+                    .sum();
+                let v = dot as f32 + bias[j] + c0[i * ldc + j];
+                want[i * ldc + j] = clamp.map_or(v, |(lo, hi)| v.max(lo).min(hi));
+            }
+        }
+        want
+    }
+
+    /// `got` equals `want` within the sums' rounding on columns `0..n` and is untouched past
+    /// them.
+    fn assert_close(got: &[f32], want: &[f32], before: &[f32], (m, k, n, ldc): Dims, at: &str) {
+        for i in 0..m {
+            for j in 0..ldc {
+                let (g, w) = (got[i * ldc + j], want[i * ldc + j]);
+                if j < n {
+                    assert!(
+                        (g - w).abs() < 1e-4 * k as f32,
+                        "{at} at {i},{j}: {g} vs {w}"
+                    );
+                } else {
+                    assert_eq!(g, before[i * ldc + j], "{at} at {i},{j}: past column {n}");
+                }
+            }
+        }
+    }
+
+    type Dims = (usize, usize, usize, usize);
+
     /// Every kernel this CPU runs gives the plain sum, on whole and partial tiles, depths past
     /// one block, strided rows of `a` and `c`, with and without adding `c`, and clamped.
     #[test]
@@ -420,6 +675,8 @@ mod tests {
             (13, 3, 24),
             (50, 300, 70),
             (7, 576, 16),
+            (23, 130, 33),
+            (9, 64, 64),
         ];
         let epilogues = [
             Epilogue::default(),
@@ -438,34 +695,54 @@ mod tests {
             let b = values(k * n, 2);
             let bias = values(n, 4);
             let before = values(m * ldc, 3);
+            let zeros = vec![0f32; m * ldc];
             for epi in epilogues {
-                let mut want = before.clone();
-                for i in 0..m {
-                    for j in 0..n {
-                        let dot: f64 = (0..k)
-                            .map(|l| f64::from(a[i * lda + l]) * f64::from(b[l * n + j]))
-                            .sum();
-                        let c = if epi.add_c { before[i * ldc + j] } else { 0.0 };
-                        let v = dot as f32 + bias[j] + c;
-                        want[i * ldc + j] = epi.clamp.map_or(v, |(lo, hi)| v.max(lo).min(hi));
-                    }
-                }
+                let c0 = if epi.add_c { &before } else { &zeros };
+                let lhs = |i: usize, l: usize| a[i * lda + l];
+                let want = plain_sum(&lhs, &b, &bias, c0, (m, k, n, ldc), epi.clamp);
                 for isa in isas() {
                     let packed = PackedB::for_isa(&b, &bias, k, n, isa);
                     let mut got = before.clone();
                     packed.apply(&mut got, ldc, &a, lda, m, epi);
-                    for i in 0..m {
-                        for j in 0..ldc {
-                            let (g, w) = (got[i * ldc + j], want[i * ldc + j]);
-                            let at = format!("{isa:?} {m}×{k}×{n} {epi:?} at {i},{j}");
-                            if j < n {
-                                assert!((g - w).abs() < 1e-4 * k as f32, "{at}: {g} vs {w}");
-                            } else {
-                                assert_eq!(g, before[i * ldc + j], "{at}: past column {n}");
-                            }
-                        }
-                    }
+                    let at = format!("{isa:?} {m}×{k}×{n} {epi:?}");
+                    assert_close(&got, &want, &before, (m, k, n, ldc), &at);
                 }
+            }
+        }
+    }
+
+    /// A left-hand side of several taps (each `seg` deep, at its own offset, rows `lda` apart,
+    /// taps deeper than one block and a tap before the previous one) and a residual added in
+    /// the kernels equal the plain sum over the same values, on whole and partial tiles.
+    #[test]
+    fn tapped_products_with_a_residual_equal_the_plain_sum() {
+        for &(m, seg, n) in &[(12, 8, 32), (29, 300, 40), (5, 20, 7)] {
+            let taps = [2 * seg, 0, 7 * seg + 3, seg / 2];
+            let (k, lda, ldc) = (taps.len() * seg, seg + 1, n + 3);
+            let a = values((m - 1) * lda + 8 * seg + 3, 5);
+            let b = values(k * n, 6);
+            let bias = values(n, 7);
+            let res = values(m * ldc, 8);
+            let before = values(m * ldc, 9);
+            let lhs = |i: usize, l: usize| a[i * lda + taps[l / seg] + l % seg];
+            let clamp = Some((-0.2, 0.3));
+            let want = plain_sum(&lhs, &b, &bias, &res, (m, k, n, ldc), clamp);
+            let epi = Epilogue {
+                add_c: false,
+                clamp,
+            };
+            for isa in isas() {
+                let packed = PackedB::for_isa(&b, &bias, k, n, isa);
+                let mut got = before.clone();
+                let lhs = Lhs {
+                    data: &a,
+                    lda,
+                    taps: &taps,
+                    seg,
+                };
+                packed.product(&mut got, ldc, lhs, m, epi, Some(&res));
+                let at = format!("{isa:?} {m}×{k}×{n} taps of {seg}");
+                assert_close(&got, &want, &before, (m, k, n, ldc), &at);
             }
         }
     }
