@@ -14,8 +14,9 @@
 //!   output rows sized to stay in cache: the NHWC image already is that matrix for a 1×1
 //!   stride-1 convolution; a 3×3 stride-1 one on a map at least [`SHIFTED_MIN_W`] wide reads
 //!   a zero-bordered copy of its input where it lies, one shifted matrix per kernel row
-//!   ([`Conv::shifted_rows`]); otherwise the chunk is unfolded first (one copy of `k·cin`
-//!   values per pixel and kernel row). The product runs on [`crate::packed_gemm`]'s kernels
+//!   ([`Conv::shifted_rows`]), and so does a wide stem with few input channels, one product
+//!   per output row ([`Conv::shifted_by_row`]); otherwise the chunk is unfolded first (one
+//!   copy of `k·cin` values per pixel and kernel row). The product runs on [`crate::packed_gemm`]'s kernels
 //!   with the weights packed at load; the bias, the residual (for a block's last convolution,
 //!   read by the kernels from its own map) and the activation are applied in registers.
 //! - A depthwise convolution multiplies whole pixels (all channels, vectorised) by each tap;
@@ -36,7 +37,7 @@ use crate::packed_gemm::{Epilogue, Lhs, PackedB};
 /// slower, a whole image per product no better, and groups of 2-8 images per thread sharing one
 /// product slower still).
 const CHUNK_FLOATS: usize = 1 << 18;
-/// The narrowest map a 3×3 convolution runs shifted on (see [`Conv::shifts`]); narrower ones
+/// The narrowest map a 3×3 convolution runs shifted on (see [`Conv::shift`]); narrower ones
 /// are unfolded.
 const SHIFTED_MIN_W: usize = 28;
 /// Floats of input plus output a shifted chunk aims to keep in cache.
@@ -190,21 +191,33 @@ fn bands(
         .for_each(|(i, o)| f(i * per..i * per + o.len() / row, o));
 }
 
-/// `x` into `out` with a border of one zero pixel on every side (`(h + 2) × (w + 2) × c`).
-fn border(x: &Map, out: &mut [f32]) {
-    let (pw, c) = (x.w + 2, x.c);
+/// `x` into `out` with a border of `p` zero pixels on every side (`(h + 2p) × (w + 2p) × c`).
+fn border(x: &Map, p: usize, out: &mut [f32]) {
+    let (pw, c) = (x.w + 2 * p, x.c);
     let prow = pw * c;
-    out[..prow].fill(0.0);
-    out[(x.h + 1) * prow..].fill(0.0);
-    for (dst, src) in out[prow..(x.h + 1) * prow]
+    out[..p * prow].fill(0.0);
+    out[(x.h + p) * prow..].fill(0.0);
+    for (dst, src) in out[p * prow..(x.h + p) * prow]
         .chunks_exact_mut(prow)
         .zip(x.data.chunks_exact(x.w * c))
     {
-        dst[..c].fill(0.0);
-        dst[c..prow - c].copy_from_slice(src);
-        dst[prow - c..].fill(0.0);
+        dst[..p * c].fill(0.0);
+        dst[p * c..prow - p * c].copy_from_slice(src);
+        dst[prow - p * c..].fill(0.0);
     }
 }
+
+/// How a convolution reads its zero-bordered input in place instead of unfolding it.
+#[derive(Debug, Clone, Copy)]
+enum Shift {
+    /// 3×3 stride 1: [`Conv::shifted_rows`].
+    Flat,
+    /// One product per output row: [`Conv::shifted_by_row`].
+    ByRow,
+}
+
+/// The largest kernel [`Shift::ByRow`] takes.
+const MAX_K: usize = 7;
 
 /// The input index `o·stride + tap − pad`, if inside `0..len`.
 fn input_index(o: usize, tap: usize, stride: usize, pad: usize, len: usize) -> Option<usize> {
@@ -321,13 +334,15 @@ impl Conv {
         if let Some(r) = residual {
             assert_eq!((r.h, r.w, r.c), (ho, wo, self.cout), "residual shape");
         }
-        if let (Weights::Dense(w), true) = (&self.weights, self.shifts(x, residual)) {
-            let pw = x.w + 2;
-            return with_buffer(&BORDERED, (x.h + 2) * pw * self.cin, |bordered| {
-                border(x, bordered);
+        if let (Weights::Dense(w), Some(shift)) = (&self.weights, self.shift(x, residual)) {
+            let (p, cin) = (self.pad, self.cin);
+            let pw = x.w + 2 * p;
+            return with_buffer(&BORDERED, (x.h + 2 * p) * pw * cin, |bordered| {
+                border(x, p, bordered);
                 let bordered = &*bordered;
-                bands(&mut out.data, ho, row, split, |rows, o| {
-                    self.shifted_rows(w, bordered, pw, o, rows, wo)
+                bands(&mut out.data, ho, row, split, |rows, o| match shift {
+                    Shift::Flat => self.shifted_rows(w, bordered, pw, o, rows, wo),
+                    Shift::ByRow => self.shifted_by_row(w, bordered, pw, o, rows, wo),
                 });
             });
         }
@@ -386,12 +401,54 @@ impl Conv {
     /// ([`Conv::shifted_rows`]) instead of on unfolded chunks: a 3×3, stride-1, pad-1 dense
     /// convolution without a residual, on maps wide enough that the two border columns each
     /// output row computes and drops stay a small share.
-    fn shifts(&self, x: &Map, residual: Option<&Map>) -> bool {
-        self.k == 3
-            && self.stride == 1
-            && self.pad == 1
-            && residual.is_none()
-            && x.w >= SHIFTED_MIN_W
+    fn shift(&self, x: &Map, residual: Option<&Map>) -> Option<Shift> {
+        if residual.is_some() || self.k == 1 {
+            return None;
+        }
+        let flat = self.k == 3 && self.stride == 1 && self.pad == 1 && x.w >= SHIFTED_MIN_W;
+        // Few input channels and a wide output (open_nsfw's 7×7 stem): the unfolded copy is
+        // k·k values per output value of a thin product, and a kernel row's k·cin values are
+        // still enough steps per pass of the kernels.
+        let by_row = self.k * self.cin >= 16 && self.cin <= 4 && self.out_len(x.w) >= 56;
+        if flat {
+            Some(Shift::Flat)
+        } else if by_row && self.k <= MAX_K {
+            Some(Shift::ByRow)
+        } else {
+            None
+        }
+    }
+
+    /// Output rows `rows` of a k×k convolution (any stride) from `bordered`, the input with a
+    /// border of `pad` zeros (`pw` pixels a row): one product per output row, whose pixels
+    /// read each kernel row's `k·cin` values `stride·cin` apart in the bordered row.
+    fn shifted_by_row(
+        &self,
+        w: &PackedB,
+        bordered: &[f32],
+        pw: usize,
+        o: &mut [f32],
+        rows: Range<usize>,
+        wo: usize,
+    ) {
+        let (k, s, cin, cout) = (self.k, self.stride, self.cin, self.cout);
+        let mut taps = [0usize; MAX_K];
+        for (ky, t) in taps[..k].iter_mut().enumerate() {
+            *t = ky * pw * cin;
+        }
+        let epi = Epilogue {
+            add_c: false,
+            clamp: self.act.clamp(),
+        };
+        for (orow, oy) in o.chunks_exact_mut(wo * cout).zip(rows) {
+            let a = Lhs {
+                data: &bordered[oy * s * pw * cin..],
+                lda: s * cin,
+                taps: &taps[..k],
+                seg: k * cin,
+            };
+            w.product(orow, cout, a, wo, epi, None);
+        }
     }
 
     /// Output rows `rows` of a 3×3 stride-1 convolution from `bordered`, the input with a
@@ -673,12 +730,19 @@ mod tests {
             (40, 40, 3, 2, 1, 40, Linear),
             // Depthwise 3×3 with channels no vector row takes: all on the generic loop.
             (20, 20, 3, 1, 1, 20, Relu),
-            // Shifted 3×3 (without a residual) with a tap deeper than one block of the
-            // kernels and a partial panel of outputs.
-            (136, 40, 3, 1, 1, 1, Relu),
         ];
-        for (cin, cout, k, stride, padding, groups, act) in cases {
-            let x = Tensor::randn(0f32, 1.0, (1, cin, 15, 14), &dev).unwrap();
+        // On wider maps: the shifted 3×3 (without a residual) with a tap deeper than one block
+        // of the kernels and a partial panel of outputs, and the 7×7 stride-2 stem by rows.
+        let wide = [
+            (136, 40, 3, 1, 1, 1, Relu),
+            (16, 32, 3, 1, 1, 1, Relu6),
+            (3, 64, 7, 2, 3, 1, Relu),
+        ];
+        let sized = cases.iter().map(|&c| (c, 15, 14));
+        for ((cin, cout, k, stride, padding, groups, act), h, w) in
+            sized.chain(wide.iter().map(|&c| (c, 31, 114)))
+        {
+            let x = Tensor::randn(0f32, 1.0, (1, cin, h, w), &dev).unwrap();
             let w = Tensor::randn(0f32, 1.0, (cout, cin / groups, k, k), &dev).unwrap();
             let b = Tensor::randn(0f32, 1.0, cout, &dev).unwrap();
             let cfg = Conv2dConfig {
