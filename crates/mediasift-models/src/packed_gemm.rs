@@ -11,7 +11,8 @@
 //! input map without unfolding it), and the bias, a residual (from its own map, or already in
 //! `c`) and the activation are applied in registers (no passes over `c` before or after). A
 //! product's last rows run on kernels stamped out for fewer rows, so a 49-pixel map (7×7)
-//! computes 49 rows, not 60.
+//! computes 49 rows, not 60, and a last panel of at most 16 columns on AVX-512 runs on the AVX2
+//! kernels instead of half-empty 32-column tiles.
 
 use gemm::Parallelism;
 
@@ -34,13 +35,22 @@ impl Isa {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 return Isa::Avx512;
             }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
+            if Isa::has_avx2() {
                 return Isa::Avx2;
             }
         }
         Isa::Plain
+    }
+
+    /// Whether this CPU runs the AVX2 + FMA kernels.
+    fn has_avx2() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
     }
 
     /// (rows, columns) of `c` one micro-kernel call computes.
@@ -132,8 +142,20 @@ pub(crate) struct PackedB {
     k: usize,
     n: usize,
     isa: Isa,
+    /// Where each panel's columns lie, and the kernels that multiply them.
+    panels: Vec<Panel>,
     data: Vec<f32>,
     bias: Vec<f32>,
+}
+
+/// One column panel of a [`PackedB`]: columns `col..col + width` (zero past `n`), `k` rows of
+/// `width` values from `data[offset]`, multiplied by `isa`'s kernels (of `width` columns).
+#[derive(Debug, Clone, Copy)]
+struct Panel {
+    col: usize,
+    width: usize,
+    offset: usize,
+    isa: Isa,
 }
 
 impl PackedB {
@@ -161,25 +183,49 @@ impl PackedB {
                 k,
                 n,
                 isa: Isa::Plain,
+                panels: Vec::new(),
                 data: b.to_vec(),
                 bias: bias.to_vec(),
             };
         }
         let nr = isa.tile().1;
-        let panels = n.div_ceil(nr);
-        let mut data = vec![0f32; panels * k * nr];
-        for (p, panel) in data.chunks_exact_mut(k * nr).enumerate() {
-            let cols = nr.min(n - p * nr);
-            for (row, dst) in panel.chunks_exact_mut(nr).enumerate() {
-                dst[..cols].copy_from_slice(&b[row * n + p * nr..][..cols]);
+        let mut panels = Vec::new();
+        let mut col = 0;
+        while col < n {
+            // A last panel of at most 16 columns on AVX-512 runs on the AVX2 kernels (16
+            // columns a row), not on half-empty 32-column tiles: MobileNetV2's 16- and
+            // 24-channel layers.
+            let isa = match isa {
+                Isa::Avx512 if n - col <= 16 && Isa::has_avx2() => Isa::Avx2,
+                isa => isa,
+            };
+            let width = isa.tile().1;
+            let offset = panels.last().map_or(0, |p: &Panel| p.offset + k * p.width);
+            panels.push(Panel {
+                col,
+                width,
+                offset,
+                isa,
+            });
+            col += width;
+        }
+        let last = panels.last().expect("n > 0");
+        let mut data = vec![0f32; last.offset + k * last.width];
+        for p in &panels {
+            let cols = p.width.min(n - p.col);
+            let panel = &mut data[p.offset..][..k * p.width];
+            for (row, dst) in panel.chunks_exact_mut(p.width).enumerate() {
+                dst[..cols].copy_from_slice(&b[row * n + p.col..][..cols]);
             }
         }
-        let mut padded = vec![0f32; panels * nr];
+        let mut padded = vec![0f32; last.col + last.width];
         padded[..n].copy_from_slice(bias);
+        debug_assert!(nr >= last.width);
         PackedB {
             k,
             n,
             isa,
+            panels,
             data,
             bias: padded,
         }
@@ -214,28 +260,34 @@ impl PackedB {
             assert!(r.len() >= (m - 1) * ldc + n, "residual out of bounds");
             assert!(!epi.add_c, "a residual and the sums already in c");
         }
-        let kernels: &[Kernel] = match self.isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => &kernels::AVX512,
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => &kernels::AVX2,
-            _ => return self.apply_plain(c, ldc, a, m, epi, residual),
+        let kernels = |isa| -> &'static [Kernel] {
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => &kernels::AVX512,
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => &kernels::AVX2,
+                _ => &[],
+            }
         };
-        let (mr, nr) = self.isa.tile();
-        let kc_max = (BLOCK_FLOATS / nr).max(1);
+        if kernels(self.isa).is_empty() {
+            return self.apply_plain(c, ldc, a, m, epi, residual);
+        }
+        let kc_max = (BLOCK_FLOATS / self.isa.tile().1).max(1);
         let lda = a.lda;
         // A partial panel of columns runs on a copy of its part of `c`, `edge_c`.
         let mut edge_c = [0f32; 12 * 32];
         for (k0, kc, a0) in a.blocks(kc_max) {
             let a = &a.data[a0..];
-            for p in 0..n.div_ceil(nr) {
-                let b = &self.data[(p * k + k0) * nr..][..kc * nr];
-                let cols = nr.min(n - p * nr);
+            for panel in &self.panels {
+                let (mr, nr) = panel.isa.tile();
+                let kernels = kernels(panel.isa);
+                let b = &self.data[panel.offset + k0 * nr..][..kc * nr];
+                let cols = nr.min(n - panel.col);
                 let first = k0 == 0;
                 let res = residual.filter(|_| first);
                 let start = |res: *const f32, add_c: bool| Start {
                     row: if first {
-                        self.bias[p * nr..][..nr].as_ptr()
+                        self.bias[panel.col..][..nr].as_ptr()
                     } else {
                         std::ptr::null()
                     },
@@ -248,15 +300,16 @@ impl PackedB {
                     let rows = mr.min(m - t * mr);
                     let kernel = kernels[rows - 1];
                     let a_tile = &a[t * mr * lda..][..(rows - 1) * lda + kc];
-                    let at = t * mr * ldc + p * nr;
+                    let at = t * mr * ldc + panel.col;
                     if cols == nr {
                         let res = res.map_or(std::ptr::null(), |r| r[at..].as_ptr());
                         // SAFETY: `a_tile` holds `rows` rows of kc at stride lda, `b` kc·nr
                         // values and `start.row` nr (sliced above); the tile's last element of
                         // `c` (and of the residual, laid out as `c`), (t·mr + rows − 1)·ldc +
-                        // p·nr + nr − 1, is at most (m − 1)·ldc + n − 1 < c.len() (asserted
-                        // above); the kernel computes `rows` rows, and its features were
-                        // detected at run time when the ISA was chosen.
+                        // col + nr − 1, is at most (m − 1)·ldc + n − 1 < c.len() (asserted
+                        // above); the kernel computes `rows` rows of the panel's `nr`, and its
+                        // features were detected at run time when the ISA was chosen (AVX2's
+                        // with AVX-512's).
                         #[allow(unsafe_code)]
                         unsafe {
                             let c = c.as_mut_ptr().add(at);
