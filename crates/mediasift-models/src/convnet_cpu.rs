@@ -317,6 +317,15 @@ impl Conv {
         })
     }
 
+    /// The kernels' epilogue: the activation (the bias is always added; a residual is passed
+    /// on its own).
+    fn epilogue(&self) -> Epilogue {
+        Epilogue {
+            add_c: false,
+            clamp: self.act.clamp(),
+        }
+    }
+
     fn out_len(&self, len: usize) -> usize {
         (len + 2 * self.pad).saturating_sub(self.k) / self.stride + 1
     }
@@ -372,10 +381,7 @@ impl Conv {
             let first = rows.start + i * per;
             let n = chunk.len() / row;
             let pixels = n * wo;
-            let epi = Epilogue {
-                add_c: false,
-                clamp: self.act.clamp(),
-            };
+            let epi = self.epilogue();
             let res = residual.map(|r| &r[i * per * row..][..n * row]);
             if direct {
                 let a = &x.data[first * wo * self.cin..][..pixels * self.cin];
@@ -436,10 +442,7 @@ impl Conv {
         for (ky, t) in taps[..k].iter_mut().enumerate() {
             *t = ky * pw * cin;
         }
-        let epi = Epilogue {
-            add_c: false,
-            clamp: self.act.clamp(),
-        };
+        let epi = self.epilogue();
         for (orow, oy) in o.chunks_exact_mut(wo * cout).zip(rows) {
             let a = Lhs {
                 data: &bordered[oy * s * pw * cin..],
@@ -470,10 +473,7 @@ impl Conv {
         let taps: [usize; 3] = std::array::from_fn(|ky| ky * pw * cin);
         let row = wo * cout;
         let per = (SHIFTED_CHUNK_FLOATS / (pw * (cin + cout))).max(1);
-        let epi = Epilogue {
-            add_c: false,
-            clamp: self.act.clamp(),
-        };
+        let epi = self.epilogue();
         for (i, chunk) in o.chunks_mut(per * row).enumerate() {
             let first = rows.start + i * per;
             let n = chunk.len() / row;

@@ -491,115 +491,19 @@ mod kernels {
     ];
     pub(super) static AVX2: [super::Kernel; 6] = [avx2_1, avx2_2, avx2_3, avx2_4, avx2_5, avx2_6];
 
-    with_avx512!(tile, avx512_1, [(0, x0, y0)]);
-    with_avx512!(tile, avx512_2, [(0, x0, y0), (1, x1, y1)]);
-    with_avx512!(tile, avx512_3, [(0, x0, y0), (1, x1, y1), (2, x2, y2)]);
-    with_avx512!(
-        tile,
-        avx512_4,
-        [(0, x0, y0), (1, x1, y1), (2, x2, y2), (3, x3, y3)]
-    );
-    with_avx512!(
-        tile,
-        avx512_5,
-        [
-            (0, x0, y0),
-            (1, x1, y1),
-            (2, x2, y2),
-            (3, x3, y3),
-            (4, x4, y4)
-        ]
-    );
-    with_avx512!(
-        tile,
-        avx512_6,
-        [
-            (0, x0, y0),
-            (1, x1, y1),
-            (2, x2, y2),
-            (3, x3, y3),
-            (4, x4, y4),
-            (5, x5, y5)
-        ]
-    );
-    with_avx512!(
-        tile,
-        avx512_7,
-        [
-            (0, x0, y0),
-            (1, x1, y1),
-            (2, x2, y2),
-            (3, x3, y3),
-            (4, x4, y4),
-            (5, x5, y5),
-            (6, x6, y6)
-        ]
-    );
-    with_avx512!(
-        tile,
-        avx512_8,
-        [
-            (0, x0, y0),
-            (1, x1, y1),
-            (2, x2, y2),
-            (3, x3, y3),
-            (4, x4, y4),
-            (5, x5, y5),
-            (6, x6, y6),
-            (7, x7, y7)
-        ]
-    );
-    with_avx512!(
-        tile,
-        avx512_9,
-        [
-            (0, x0, y0),
-            (1, x1, y1),
-            (2, x2, y2),
-            (3, x3, y3),
-            (4, x4, y4),
-            (5, x5, y5),
-            (6, x6, y6),
-            (7, x7, y7),
-            (8, x8, y8)
-        ]
-    );
-    with_avx512!(
-        tile,
-        avx512_10,
-        [
-            (0, x0, y0),
-            (1, x1, y1),
-            (2, x2, y2),
-            (3, x3, y3),
-            (4, x4, y4),
-            (5, x5, y5),
-            (6, x6, y6),
-            (7, x7, y7),
-            (8, x8, y8),
-            (9, x9, y9)
-        ]
-    );
-    with_avx512!(
-        tile,
-        avx512_11,
-        [
-            (0, x0, y0),
-            (1, x1, y1),
-            (2, x2, y2),
-            (3, x3, y3),
-            (4, x4, y4),
-            (5, x5, y5),
-            (6, x6, y6),
-            (7, x7, y7),
-            (8, x8, y8),
-            (9, x9, y9),
-            (10, x10, y10)
-        ]
-    );
-    with_avx512!(
-        tile,
-        avx512_12,
+    /// Stamps out `$set`'s tile kernel once per leading part of the row list: `$names[r - 1]`
+    /// computes the first `r` rows.
+    macro_rules! by_rows {
+        ($set:ident, [$($done:tt),*], [$next:tt $(, $rest:tt)*], [$name:ident $(, $names:ident)*]) => {
+            $set!(tile, $name, [$($done,)* $next]);
+            by_rows!($set, [$($done,)* $next], [$($rest),*], [$($names),*]);
+        };
+        ($set:ident, [$($done:tt),*], [], []) => {};
+    }
+
+    by_rows!(
+        with_avx512,
+        [],
         [
             (0, x0, y0),
             (1, x1, y1),
@@ -613,30 +517,15 @@ mod kernels {
             (9, x9, y9),
             (10, x10, y10),
             (11, x11, y11)
-        ]
-    );
-    with_avx2!(tile, avx2_1, [(0, x0, y0)]);
-    with_avx2!(tile, avx2_2, [(0, x0, y0), (1, x1, y1)]);
-    with_avx2!(tile, avx2_3, [(0, x0, y0), (1, x1, y1), (2, x2, y2)]);
-    with_avx2!(
-        tile,
-        avx2_4,
-        [(0, x0, y0), (1, x1, y1), (2, x2, y2), (3, x3, y3)]
-    );
-    with_avx2!(
-        tile,
-        avx2_5,
+        ],
         [
-            (0, x0, y0),
-            (1, x1, y1),
-            (2, x2, y2),
-            (3, x3, y3),
-            (4, x4, y4)
+            avx512_1, avx512_2, avx512_3, avx512_4, avx512_5, avx512_6, avx512_7, avx512_8,
+            avx512_9, avx512_10, avx512_11, avx512_12
         ]
     );
-    with_avx2!(
-        tile,
-        avx2_6,
+    by_rows!(
+        with_avx2,
+        [],
         [
             (0, x0, y0),
             (1, x1, y1),
@@ -644,7 +533,8 @@ mod kernels {
             (3, x3, y3),
             (4, x4, y4),
             (5, x5, y5)
-        ]
+        ],
+        [avx2_1, avx2_2, avx2_3, avx2_4, avx2_5, avx2_6]
     );
 }
 
