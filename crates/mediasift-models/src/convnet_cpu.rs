@@ -16,9 +16,10 @@
 //!   a zero-bordered copy of its input where it lies, one shifted matrix per kernel row
 //!   ([`Conv::shifted_rows`]), and so does a wide stem with few input channels, one product
 //!   per output row ([`Conv::shifted_by_row`]); otherwise the chunk is unfolded first (one
-//!   copy of `k·cin` values per pixel and kernel row). The product runs on [`crate::packed_gemm`]'s kernels
-//!   with the weights packed at load; the bias, the residual (for a block's last convolution,
-//!   read by the kernels from its own map) and the activation are applied in registers.
+//!   copy of `k·cin` values per pixel and kernel row). The product runs on
+//!   [`crate::packed_gemm`]'s kernels with the weights packed at load; the bias, the residual
+//!   (for a block's last convolution, read by the kernels from its own map) and the activation
+//!   are applied in registers.
 //! - A depthwise convolution multiplies whole pixels (all channels, vectorised) by each tap;
 //!   3×3 rows run on [`crate::depthwise3x3`] (AVX-512 or AVX2 + FMA).
 
@@ -403,10 +404,10 @@ impl Conv {
         }
     }
 
-    /// Whether this convolution runs as three shifted products over a zero-bordered copy of `x`
-    /// ([`Conv::shifted_rows`]) instead of on unfolded chunks: a 3×3, stride-1, pad-1 dense
-    /// convolution without a residual, on maps wide enough that the two border columns each
-    /// output row computes and drops stay a small share.
+    /// Whether (and how) this convolution reads a zero-bordered copy of `x` in place instead of
+    /// unfolded chunks, without a residual: a 3×3, stride-1, pad-1 one on a map wide enough
+    /// that the two border columns each output row computes and drops stay a small share
+    /// ([`Shift::Flat`]), or a wide one with few input channels ([`Shift::ByRow`]).
     fn shift(&self, x: &Map, residual: Option<&Map>) -> Option<Shift> {
         if residual.is_some() || self.k == 1 {
             return None;
@@ -739,10 +740,10 @@ mod tests {
             (3, 64, 7, 2, 3, 1, Relu),
         ];
         let sized = cases.iter().map(|&c| (c, 15, 14));
-        for ((cin, cout, k, stride, padding, groups, act), h, w) in
+        for ((cin, cout, k, stride, padding, groups, act), h, width) in
             sized.chain(wide.iter().map(|&c| (c, 31, 114)))
         {
-            let x = Tensor::randn(0f32, 1.0, (1, cin, h, w), &dev).unwrap();
+            let x = Tensor::randn(0f32, 1.0, (1, cin, h, width), &dev).unwrap();
             let w = Tensor::randn(0f32, 1.0, (cout, cin / groups, k, k), &dev).unwrap();
             let b = Tensor::randn(0f32, 1.0, cout, &dev).unwrap();
             let cfg = Conv2dConfig {

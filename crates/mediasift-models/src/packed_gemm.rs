@@ -135,8 +135,9 @@ type Kernel = unsafe fn(usize, *const f32, usize, *const f32, *mut f32, usize, &
 /// stays in L1 (16 KiB).
 const BLOCK_FLOATS: usize = 4096;
 
-/// A `[k, n]` matrix and its `[n]` bias, packed for one [`Isa`]: column panels of `NR`, each
-/// `k` rows of `NR` values (zero past `n`), and the bias padded to whole panels.
+/// A `[k, n]` matrix and its `[n]` bias, packed for one [`Isa`]: column panels of `NR` (a last
+/// narrow one may be a [`Panel`] of the AVX2 kernels' 16), each `k` rows of its width (zero past
+/// `n`), and the bias padded to whole panels.
 #[derive(Debug)]
 pub(crate) struct PackedB {
     k: usize,
