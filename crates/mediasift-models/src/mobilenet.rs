@@ -152,9 +152,13 @@ impl InvertedResidual<cpu::Conv> {
             }
             None => self.depthwise.run(x, t2, None, split),
         }
-        let residual = self.residual.then_some(&*x);
-        self.project.run(t2, y, residual, split);
-        std::mem::swap(x, y);
+        if self.residual {
+            // The projection adds onto the block's input in place.
+            self.project.run_onto(t2, x, split);
+        } else {
+            self.project.run(t2, y, None, split);
+            std::mem::swap(x, y);
+        }
     }
 }
 

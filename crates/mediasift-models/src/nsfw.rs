@@ -99,18 +99,18 @@ impl Bottleneck<CandleConv> {
 impl Bottleneck<cpu::Conv> {
     /// `maps.0[0]` in, `maps.0[0]` out.
     fn run(&self, maps: &mut Maps, split: bool) {
-        let [x, t1, t2, y] = &mut maps.0;
+        let [x, t1, t2, _] = &mut maps.0;
         self.a.run(x, t1, None, split);
         self.b.run(t1, t2, None, split);
-        let shortcut = match &self.proj {
+        // `c` adds onto the shortcut in place.
+        match &self.proj {
             Some(p) => {
                 p.run(x, t1, None, split);
-                &*t1
+                self.c.run_onto(t2, t1, split);
+                std::mem::swap(x, t1);
             }
-            None => &*x,
-        };
-        self.c.run(t2, y, Some(shortcut), split);
-        std::mem::swap(x, y);
+            None => self.c.run_onto(t2, x, split),
+        }
     }
 }
 

@@ -13,6 +13,12 @@
 //! product's last rows run on kernels stamped out for fewer rows, so a 49-pixel map (7×7)
 //! computes 49 rows, not 60, and a last panel of at most 16 columns on AVX-512 runs on the AVX2
 //! kernels instead of half-empty 32-column tiles.
+//!
+//! One pass of the kernels runs through several taps (a 7×7 stem's seven kernel rows of 21
+//! values: 40 -> 58 GFLOP/s on one Zen 3 core, not seven passes over `c`); what `c` and the
+//! residual hold is added after the steps, with their lines prefetched before them, so that the
+//! sums never wait on a cache miss; rows run in blocks whose part of `a` stays in L2 while every
+//! panel reads it, and through every panel one tile at a time where `b` fits in L1.
 
 use gemm::Parallelism;
 
@@ -82,6 +88,9 @@ struct Start {
     /// residual), or null.
     res: *const f32,
     clamp: Option<(f32, f32)>,
+    /// The offsets from `a` of the taps the depth steps run through, one after another.
+    taps: *const usize,
+    ntaps: usize,
 }
 
 /// The left-hand side of a product: row `i` at depth `l` is
@@ -116,24 +125,85 @@ impl<'a> Lhs<'a> {
             && self.data.len() >= (m - 1) * self.lda + last + self.seg
     }
 
-    /// The depth blocks of at most `kc_max` steps, none crossing a tap: (first depth, steps,
-    /// offset of row 0's first value).
-    fn blocks(&self, kc_max: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
-        self.taps.iter().enumerate().flat_map(move |(t, &off)| {
-            (0..self.seg)
-                .step_by(kc_max)
-                .map(move |d| (t * self.seg + d, kc_max.min(self.seg - d), off + d))
-        })
+    /// The depth blocks, each one pass of the kernels over `c`: whole taps together up to
+    /// 1.5·`kc_max` steps (a 7×7 stem's seven taps of 21 in one pass, not seven), or pieces of
+    /// at most `kc_max` steps of a deeper tap.
+    fn blocks(&self, kc_max: usize) -> impl Iterator<Item = Block<'a>> + use<'a> {
+        let seg = self.seg.max(1);
+        let (group, piece) = if seg <= kc_max {
+            ((kc_max + kc_max / 2) / seg, seg)
+        } else {
+            (1, kc_max)
+        };
+        let taps = self.taps;
+        taps.chunks(group.max(1))
+            .enumerate()
+            .flat_map(move |(g, taps)| {
+                (0..seg).step_by(piece).map(move |d| Block {
+                    k0: g * group.max(1) * seg + d,
+                    d,
+                    steps: piece.min(seg - d),
+                    taps,
+                })
+            })
     }
 }
 
-/// `(kc, a, lda, b, c, ldc, start)`: one register tile of `c` (rows at stride `ldc`) :=
-/// `start` + `a` (rows at stride `lda`) · `b`.
+/// One pass of the kernels over `c`: depth `k0..k0 + kc()`, `steps` values from `d` on in each
+/// of `taps` (which follow one another in depth).
+#[derive(Debug, Clone, Copy)]
+struct Block<'a> {
+    k0: usize,
+    d: usize,
+    steps: usize,
+    taps: &'a [usize],
+}
+
+impl Block<'_> {
+    fn kc(&self) -> usize {
+        self.steps * self.taps.len()
+    }
+
+    /// Values from the start of a tile's first row that its last row's last tap reaches.
+    fn span(&self, rows: usize, lda: usize) -> usize {
+        let last = self.taps.iter().max().copied().unwrap_or(0);
+        (rows - 1) * lda + last + self.d + self.steps
+    }
+}
+
+/// `(steps, a, lda, b, c, ldc, start)`: one register tile of `c` (rows at stride `ldc`) :=
+/// `start` + Σ over `start.taps` of `a + tap` (rows at stride `lda`, `steps` values) · the
+/// next `steps` rows of `b`.
 type Kernel = unsafe fn(usize, *const f32, usize, *const f32, *mut f32, usize, &Start);
 
 /// Depth of one pass over `c`: the `KC × NR` block of `b` a pass reads for every row tile
 /// stays in L1 (16 KiB).
 const BLOCK_FLOATS: usize = 4096;
+
+/// Floats of `a` that one block of rows reads for each panel of `b` in turn (256 KiB, half of
+/// the smallest L2 we run on): past it, every panel would stream the rows from L3 again.
+const ROW_BLOCK_FLOATS: usize = 1 << 16;
+
+/// Floats of a depth block of `b` (all panels) small enough to stay in L1 (32 KiB) while one
+/// tile's rows run through every panel.
+const SMALL_B_FLOATS: usize = 4096;
+
+/// Rows of `a` per block (a whole number of tiles of 12 and of 6 rows) when a depth block
+/// reads `min(lda, kc)` new values a row.
+fn row_block(lda: usize, kc: usize) -> usize {
+    (ROW_BLOCK_FLOATS / lda.min(kc).max(1) / 12 * 12).max(12)
+}
+
+/// The micro-kernels of `isa`, by rows (none for [`Isa::Plain`]).
+fn kernels(isa: Isa) -> &'static [Kernel] {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => &kernels::AVX512,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => &kernels::AVX2,
+        _ => &[],
+    }
+}
 
 /// A `[k, n]` matrix and its `[n]` bias, packed for one [`Isa`]: column panels of `NR` (a last
 /// narrow one may be a [`Panel`] of the AVX2 kernels' 16), each `k` rows of its width (zero past
@@ -261,15 +331,6 @@ impl PackedB {
             assert!(r.len() >= (m - 1) * ldc + n, "residual out of bounds");
             assert!(!epi.add_c, "a residual and the sums already in c");
         }
-        let kernels = |isa| -> &'static [Kernel] {
-            match isa {
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => &kernels::AVX512,
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => &kernels::AVX2,
-                _ => &[],
-            }
-        };
         if kernels(self.isa).is_empty() {
             return self.apply_plain(c, ldc, a, m, epi, residual);
         }
@@ -277,67 +338,110 @@ impl PackedB {
         let lda = a.lda;
         // A partial panel of columns runs on a copy of its part of `c`, `edge_c`.
         let mut edge_c = [0f32; 12 * 32];
-        for (k0, kc, a0) in a.blocks(kc_max) {
-            let a = &a.data[a0..];
-            for panel in &self.panels {
-                let (mr, nr) = panel.isa.tile();
-                let kernels = kernels(panel.isa);
-                let b = &self.data[panel.offset + k0 * nr..][..kc * nr];
-                let cols = nr.min(n - panel.col);
-                let first = k0 == 0;
-                let res = residual.filter(|_| first);
-                let start = |res: *const f32, add_c: bool| Start {
-                    row: if first {
-                        self.bias[panel.col..][..nr].as_ptr()
-                    } else {
-                        std::ptr::null()
-                    },
-                    add_c,
-                    res,
-                    clamp: epi.clamp.filter(|_| k0 + kc == k),
-                };
-                let add_c = !first || epi.add_c;
-                for t in 0..m.div_ceil(mr) {
-                    let rows = mr.min(m - t * mr);
-                    let kernel = kernels[rows - 1];
-                    let a_tile = &a[t * mr * lda..][..(rows - 1) * lda + kc];
-                    let at = t * mr * ldc + panel.col;
-                    if cols == nr {
-                        let res = res.map_or(std::ptr::null(), |r| r[at..].as_ptr());
-                        // SAFETY: `a_tile` holds `rows` rows of kc at stride lda, `b` kc·nr
-                        // values and `start.row` nr (sliced above); the tile's last element of
-                        // `c` (and of the residual, laid out as `c`), (t·mr + rows − 1)·ldc +
-                        // col + nr − 1, is at most (m − 1)·ldc + n − 1 < c.len() (asserted
-                        // above); the kernel computes `rows` rows of the panel's `nr`, and its
-                        // features were detected at run time when the ISA was chosen (AVX2's
-                        // with AVX-512's).
-                        #[allow(unsafe_code)]
-                        unsafe {
-                            let c = c.as_mut_ptr().add(at);
-                            let s = start(res, add_c);
-                            kernel(kc, a_tile.as_ptr(), lda, b.as_ptr(), c, ldc, &s)
-                        };
-                    } else {
-                        let tile = &mut edge_c[..rows * nr];
-                        tile.fill(0.0);
-                        // The residual comes in as the tile's sums so far.
-                        let from = res.map_or(&*c, |r| r);
-                        if add_c || res.is_some() {
-                            for r in 0..rows {
-                                tile[r * nr..][..cols]
-                                    .copy_from_slice(&from[at + r * ldc..][..cols]);
+        let block = row_block(lda, kc_max.min(a.seg));
+        for r0 in (0..m).step_by(block) {
+            let m = block.min(m - r0);
+            self.block_product(c, ldc, a, r0, m, kc_max, epi, residual, &mut edge_c);
+        }
+    }
+
+    /// Rows `r0..r0 + m` of [`PackedB::product`] (checked there): every depth block, each one
+    /// panel after another over the block's rows.
+    #[allow(clippy::too_many_arguments)]
+    fn block_product(
+        &self,
+        c: &mut [f32],
+        ldc: usize,
+        a: Lhs<'_>,
+        r0: usize,
+        m: usize,
+        kc_max: usize,
+        epi: Epilogue,
+        residual: Option<&[f32]>,
+        edge_c: &mut [f32; 12 * 32],
+    ) {
+        let (k, n, lda) = (self.k, self.n, a.lda);
+        let c = &mut c[r0 * ldc..];
+        let residual = residual.map(|r| &r[r0 * ldc..]);
+        for block in a.blocks(kc_max) {
+            let (k0, kc) = (block.k0, block.kc());
+            let a = &a.data[r0 * lda..];
+            // Where this block of `b` fits in L1 with room to spare, one tile's rows run
+            // through every panel before the next rows: `c` (and the residual) then stream
+            // row after row instead of one panel's columns at a time down all the rows
+            // (open_nsfw's 32-deep 1×1 onto a 56×56×128 shortcut, one image per core of a
+            // Zen 3: 39-42 -> 47 GFLOP/s; the whole network ~45 -> ~49 img/s, noisy).
+            let group = if kc * self.bias.len() <= SMALL_B_FLOATS {
+                12
+            } else {
+                m
+            };
+            for g0 in (0..m).step_by(group) {
+                let g1 = m.min(g0 + group);
+                for panel in &self.panels {
+                    let (mr, nr) = panel.isa.tile();
+                    let kernels = kernels(panel.isa);
+                    let b = &self.data[panel.offset + k0 * nr..][..kc * nr];
+                    let cols = nr.min(n - panel.col);
+                    let first = k0 == 0;
+                    let res = residual.filter(|_| first);
+                    let start = |res: *const f32, add_c: bool| Start {
+                        row: if first {
+                            self.bias[panel.col..][..nr].as_ptr()
+                        } else {
+                            std::ptr::null()
+                        },
+                        add_c,
+                        res,
+                        clamp: epi.clamp.filter(|_| k0 + kc == k),
+                        taps: block.taps.as_ptr(),
+                        ntaps: block.taps.len(),
+                    };
+                    let add_c = !first || epi.add_c;
+                    for t in (g0..g1).step_by(mr) {
+                        let rows = mr.min(g1 - t);
+                        let kernel = kernels[rows - 1];
+                        let a_tile = &a[t * lda..][..block.span(rows, lda)];
+                        let a_at = a_tile[block.d..].as_ptr();
+                        let at = t * ldc + panel.col;
+                        if cols == nr {
+                            let res = res.map_or(std::ptr::null(), |r| r[at..].as_ptr());
+                            // SAFETY: `a_tile` holds `rows` rows at stride lda of each tap's `steps`
+                            // values from `d` (`Block::span`), `b` kc·nr
+                            // values and `start.row` nr (sliced above); the tile's last element of
+                            // `c` (and of the residual, laid out as `c`), (t + rows − 1)·ldc +
+                            // col + nr − 1, is at most (m − 1)·ldc + n − 1 < c.len() (asserted
+                            // above); the kernel computes `rows` rows of the panel's `nr`, and its
+                            // features were detected at run time when the ISA was chosen (AVX2's
+                            // with AVX-512's).
+                            #[allow(unsafe_code)]
+                            unsafe {
+                                let c = c.as_mut_ptr().add(at);
+                                let s = start(res, add_c);
+                                kernel(block.steps, a_at, lda, b.as_ptr(), c, ldc, &s)
+                            };
+                        } else {
+                            let tile = &mut edge_c[..rows * nr];
+                            tile.fill(0.0);
+                            // The residual comes in as the tile's sums so far.
+                            let from = res.map_or(&*c, |r| r);
+                            if add_c || res.is_some() {
+                                for r in 0..rows {
+                                    tile[r * nr..][..cols]
+                                        .copy_from_slice(&from[at + r * ldc..][..cols]);
+                                }
                             }
-                        }
-                        // SAFETY: as above for `a_tile`, `b` and `start`; `tile` holds `rows`
-                        // rows of nr.
-                        #[allow(unsafe_code)]
-                        unsafe {
-                            let c = tile.as_mut_ptr();
-                            let s = start(std::ptr::null(), add_c || res.is_some());
-                            kernel(kc, a_tile.as_ptr(), lda, b.as_ptr(), c, nr, &s)
-                        };
-                        for r in 0..rows {
-                            c[at + r * ldc..][..cols].copy_from_slice(&tile[r * nr..][..cols]);
+                            // SAFETY: as above for `a_tile`, `b` and `start`; `tile` holds `rows`
+                            // rows of nr.
+                            #[allow(unsafe_code)]
+                            unsafe {
+                                let c = tile.as_mut_ptr();
+                                let s = start(std::ptr::null(), add_c || res.is_some());
+                                kernel(block.steps, a_at, lda, b.as_ptr(), c, nr, &s)
+                            };
+                            for r in 0..rows {
+                                c[at + r * ldc..][..cols].copy_from_slice(&tile[r * nr..][..cols]);
+                            }
                         }
                     }
                 }
@@ -388,15 +492,24 @@ mod kernels {
     use super::Start;
     use crate::simd_sets::{with_avx2, with_avx512};
 
-    /// One register tile: `c[MR rows, 2 vectors] := start + a · b` over `kc` steps, where `a`
-    /// holds `MR` rows of `kc` values at stride `lda` and `b` two vectors per step. The
+    /// Asks for the cache line holding `p` (a hint: no fault for any address).
+    #[inline(always)]
+    fn prefetch(p: *const f32) {
+        // SAFETY: a prefetch reads nothing architecturally and cannot fault.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast()) }
+    }
+
+    /// One register tile: `c[MR rows, 2 vectors] := start + a · b` over `kc` steps per tap,
+    /// where `a` at each tap holds `MR` rows of `kc` values at stride `lda` and `b` two vectors
+    /// per step. The
     /// accumulators are named variables, not an array, so they stay in registers.
     macro_rules! tile {
         ($name:ident, $feature:literal, $lanes:literal, $load:path, $store:path, $fma:path,
          $add:path, $max:path, $min:path, $set1:path, $zero:path,
          [$(($r:literal, $x:ident, $y:ident)),*]) => {
             /// # Safety
-            /// `a` must hold `MR` rows of `kc` values at stride `lda`, `b` `kc·2·LANES` values,
+            /// `a` plus each of `start.taps` (`start.ntaps` of them) must hold `MR` rows of `kc`
+            /// values at stride `lda`, `b` `ntaps·kc·2·LANES` values,
             /// `start.row` (unless null) `2·LANES`, and `c` and `start.res` (unless null) `MR`
             /// rows of `2·LANES` values at stride `ldc`; the CPU must have the kernel's features.
             #[target_feature(enable = $feature)]
@@ -419,6 +532,60 @@ mod kernels {
                     $(
                         let (mut $x, mut $y) = (s0, s1);
                     )*
+                    // What `c` (and the residual) hold is added after the steps, not before
+                    // them: the sums then never wait on those loads, which miss the cache when
+                    // few steps per tile leave the maps' lines little time to arrive (a 32-deep
+                    // block's last 1×1 ran at half speed). The lines are asked for now.
+                    $(
+                        prefetch(c.add($r * ldc));
+                        prefetch(c.add($r * ldc + 2 * $lanes - 1));
+                    )*
+                    if !start.res.is_null() {
+                        $(
+                            prefetch(start.res.add($r * ldc));
+                            prefetch(start.res.add($r * ldc + 2 * $lanes - 1));
+                        )*
+                    }
+                    // Each tap's `kc` steps in turn, `b` read on through them.
+                    for tap in 0..start.ntaps {
+                        let a = a.add(*start.taps.add(tap));
+                        let b = b.add(tap * kc * 2 * $lanes);
+                        // Four steps per iteration: the row addresses are computed once for all
+                        // four (the steps differ by a constant displacement).
+                        let mut step = 0;
+                        while step + 4 <= kc {
+                            let bp = b.add(step * 2 * $lanes);
+                            $(
+                                let ap = a.add($r * lda + step);
+                                let (a0, a1, a2, a3) = (
+                                    $set1(*ap),
+                                    $set1(*ap.add(1)),
+                                    $set1(*ap.add(2)),
+                                    $set1(*ap.add(3)),
+                                );
+                                $x = $fma(a0, $load(bp), $x);
+                                $y = $fma(a0, $load(bp.add($lanes)), $y);
+                                $x = $fma(a1, $load(bp.add(2 * $lanes)), $x);
+                                $y = $fma(a1, $load(bp.add(3 * $lanes)), $y);
+                                $x = $fma(a2, $load(bp.add(4 * $lanes)), $x);
+                                $y = $fma(a2, $load(bp.add(5 * $lanes)), $y);
+                                $x = $fma(a3, $load(bp.add(6 * $lanes)), $x);
+                                $y = $fma(a3, $load(bp.add(7 * $lanes)), $y);
+                            )*
+                            step += 4;
+                        }
+                        while step < kc {
+                            let b0 = $load(b.add(step * 2 * $lanes));
+                            let b1 = $load(b.add(step * 2 * $lanes + $lanes));
+                            let ap = a.add(step);
+                            $(
+                                let av = $set1(*ap.add($r * lda));
+                                $x = $fma(av, b0, $x);
+                                $y = $fma(av, b1, $y);
+                            )*
+                            step += 1;
+                        }
+                    }
                     if start.add_c {
                         $(
                             $x = $add($x, $load(c.add($r * ldc)));
@@ -431,41 +598,6 @@ mod kernels {
                             $x = $add($x, $load(res.add($r * ldc)));
                             $y = $add($y, $load(res.add($r * ldc + $lanes)));
                         )*
-                    }
-                    // Four steps per iteration: the row addresses are computed once for all
-                    // four (the steps differ by a constant displacement).
-                    let mut step = 0;
-                    while step + 4 <= kc {
-                        let bp = b.add(step * 2 * $lanes);
-                        $(
-                            let ap = a.add($r * lda + step);
-                            let (a0, a1, a2, a3) = (
-                                $set1(*ap),
-                                $set1(*ap.add(1)),
-                                $set1(*ap.add(2)),
-                                $set1(*ap.add(3)),
-                            );
-                            $x = $fma(a0, $load(bp), $x);
-                            $y = $fma(a0, $load(bp.add($lanes)), $y);
-                            $x = $fma(a1, $load(bp.add(2 * $lanes)), $x);
-                            $y = $fma(a1, $load(bp.add(3 * $lanes)), $y);
-                            $x = $fma(a2, $load(bp.add(4 * $lanes)), $x);
-                            $y = $fma(a2, $load(bp.add(5 * $lanes)), $y);
-                            $x = $fma(a3, $load(bp.add(6 * $lanes)), $x);
-                            $y = $fma(a3, $load(bp.add(7 * $lanes)), $y);
-                        )*
-                        step += 4;
-                    }
-                    while step < kc {
-                        let b0 = $load(b.add(step * 2 * $lanes));
-                        let b1 = $load(b.add(step * 2 * $lanes + $lanes));
-                        let ap = a.add(step);
-                        $(
-                            let av = $set1(*ap.add($r * lda));
-                            $x = $fma(av, b0, $x);
-                            $y = $fma(av, b1, $y);
-                        )*
-                        step += 1;
                     }
                     if let Some((lo, hi)) = start.clamp {
                         let (lo, hi) = ($set1(lo), $set1(hi));
@@ -610,7 +742,8 @@ mod tests {
     type Dims = (usize, usize, usize, usize);
 
     /// Every kernel this CPU runs gives the plain sum, on whole and partial tiles, depths past
-    /// one block, strided rows of `a` and `c`, with and without adding `c`, and clamped.
+    /// one block, several blocks of rows, strided rows of `a` and `c`, with and without adding
+    /// `c`, and clamped.
     #[test]
     fn packed_products_equal_the_plain_sum() {
         let shapes = [
@@ -621,6 +754,8 @@ mod tests {
             (7, 576, 16),
             (23, 130, 33),
             (9, 64, 64),
+            // Three blocks of rows, the last one partial.
+            (2 * row_block(133, 130) + 29, 130, 33),
         ];
         let epilogues = [
             Epilogue::default(),
@@ -660,7 +795,8 @@ mod tests {
     /// the kernels equal the plain sum over the same values, on whole and partial tiles.
     #[test]
     fn tapped_products_with_a_residual_equal_the_plain_sum() {
-        for &(m, seg, n) in &[(12, 8, 32), (29, 300, 40), (5, 20, 7)] {
+        // The last shape spans two blocks of rows.
+        for &(m, seg, n) in &[(12, 8, 32), (29, 300, 40), (5, 20, 7), (300, 300, 20)] {
             let taps = [2 * seg, 0, 7 * seg + 3, seg / 2];
             let (k, lda, ldc) = (taps.len() * seg, seg + 1, n + 3);
             let a = values((m - 1) * lda + 8 * seg + 3, 5);
