@@ -349,8 +349,9 @@ impl Conv {
         let (ho, wo) = (self.out_len(x.h), self.out_len(x.w));
         assert_eq!((acc.h, acc.w, acc.c), (ho, wo, self.cout), "shortcut shape");
         let row = wo * self.cout;
-        bands(&mut acc.data, ho, row, split, |rows, o| {
-            self.dense_rows(w, x, o, rows, wo, Shortcut::Onto)
+        let parts = self.column_parts(ho, wo, split);
+        bands(&mut acc.data, ho, row, split && parts == 1, |rows, o| {
+            self.dense_rows(w, x, o, rows, wo, Shortcut::Onto, parts)
         });
     }
 
@@ -383,15 +384,36 @@ impl Conv {
                 });
             });
         }
-        bands(&mut out.data, ho, row, split, |rows, o| {
+        let parts = match self.weights {
+            Weights::Dense(_) => self.column_parts(ho, wo, split),
+            Weights::Depthwise(_) => 1,
+        };
+        bands(&mut out.data, ho, row, split && parts == 1, |rows, o| {
             let res = residual.map(|r| &r.data[rows.start * row..rows.end * row]);
             match &self.weights {
                 Weights::Depthwise(dw) => self.depthwise_rows(dw, x, o, rows, wo, res),
-                Weights::Dense(w) => self.dense_rows(w, x, o, rows, wo, Shortcut::In(res)),
+                Weights::Dense(w) => self.dense_rows(w, x, o, rows, wo, Shortcut::In(res), parts),
             }
         });
     }
 
+    /// Over how many tasks a split dense convolution shares out its columns (1: its rows
+    /// instead). Columns where the rows would not split evenly over the pool (a 7×7 map's 4 /
+    /// 3) or where there are more outputs a pixel than pixels: each thread then reads its
+    /// share of the weights, not all of them, and the map (the smaller operand) twice.
+    fn column_parts(&self, ho: usize, wo: usize, split: bool) -> usize {
+        let threads = rayon::current_num_threads();
+        let columns = !ho.is_multiple_of(threads) || self.cout >= ho * wo;
+        if split && threads > 1 && columns {
+            threads
+        } else {
+            1
+        }
+    }
+
+    /// Output rows `rows` of a dense convolution, each product's columns shared out over
+    /// `parts` tasks.
+    #[allow(clippy::too_many_arguments)]
     fn dense_rows(
         &self,
         w: &PackedB,
@@ -400,6 +422,7 @@ impl Conv {
         rows: Range<usize>,
         wo: usize,
         shortcut: Shortcut<'_>,
+        parts: usize,
     ) {
         let depth = self.k * self.k * self.cin;
         let (residual, epi) = match shortcut {
@@ -422,19 +445,13 @@ impl Conv {
             let res = residual.map(|r| &r[i * per * row..][..n * row]);
             if direct {
                 let a = &x.data[first * wo * self.cin..][..pixels * self.cin];
-                w.product(
-                    chunk,
-                    self.cout,
-                    Lhs::rows(a, depth, depth),
-                    pixels,
-                    epi,
-                    res,
-                );
+                let a = Lhs::rows(a, depth, depth);
+                w.product_split(chunk, self.cout, a, pixels, epi, res, parts);
             } else {
                 with_buffer(&SCRATCH, pixels * depth, |cols| {
                     self.unfold(x, first..first + n, wo, cols);
                     let a = Lhs::rows(cols, depth, depth);
-                    w.product(chunk, self.cout, a, pixels, epi, res);
+                    w.product_split(chunk, self.cout, a, pixels, epi, res, parts);
                 });
             }
         }

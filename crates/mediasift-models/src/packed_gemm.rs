@@ -219,6 +219,34 @@ pub(crate) struct PackedB {
     bias: Vec<f32>,
 }
 
+/// Rows `r0..r0 + m` of a product over the columns of `panels`.
+#[derive(Debug, Clone, Copy)]
+struct Part<'a> {
+    r0: usize,
+    m: usize,
+    kc_max: usize,
+    epi: Epilogue,
+    residual: Option<&'a [f32]>,
+    panels: &'a [Panel],
+}
+
+/// `c` shared by the tasks of [`PackedB::product_split`], each writing its own columns.
+#[derive(Clone, Copy)]
+struct SharedC(*mut f32);
+
+// SAFETY: the tasks holding it write disjoint columns (see `PackedB::product_split`).
+#[allow(unsafe_code)]
+unsafe impl Send for SharedC {}
+#[allow(unsafe_code)]
+unsafe impl Sync for SharedC {}
+
+impl SharedC {
+    /// Through a method, so that closures capture the (Sync) wrapper, not the pointer.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// One column panel of a [`PackedB`]: columns `col..col + width` (zero past `n`), `k` rows of
 /// `width` values from `data[offset]`, multiplied by `isa`'s kernels (of `width` columns).
 #[derive(Debug, Clone, Copy)]
@@ -319,6 +347,23 @@ impl PackedB {
         epi: Epilogue,
         residual: Option<&[f32]>,
     ) {
+        self.product_split(c, ldc, a, m, epi, residual, 1);
+    }
+
+    /// [`PackedB::product`] with the panels of columns shared out over `parts` tasks of the
+    /// pool: for a small map's layer, each thread then reads only its share of the weights and
+    /// the shares stay even (a 7×7 map's rows split 4 / 3).
+    #[allow(clippy::too_many_arguments)]
+    pub fn product_split(
+        &self,
+        c: &mut [f32],
+        ldc: usize,
+        a: Lhs<'_>,
+        m: usize,
+        epi: Epilogue,
+        residual: Option<&[f32]>,
+        parts: usize,
+    ) {
         let (k, n) = (self.k, self.n);
         if m == 0 || n == 0 {
             return;
@@ -334,34 +379,87 @@ impl PackedB {
         if kernels(self.isa).is_empty() {
             return self.apply_plain(c, ldc, a, m, epi, residual);
         }
-        let kc_max = (BLOCK_FLOATS / self.isa.tile().1).max(1);
-        let lda = a.lda;
-        // A partial panel of columns runs on a copy of its part of `c`, `edge_c`.
-        let mut edge_c = [0f32; 12 * 32];
-        let block = row_block(lda, kc_max.min(a.seg));
-        for r0 in (0..m).step_by(block) {
-            let m = block.min(m - r0);
-            self.block_product(c, ldc, a, r0, m, kc_max, epi, residual, &mut edge_c);
+        let parts = parts.clamp(1, self.panels.len());
+        let out = SharedC(c.as_mut_ptr());
+        let share = |i: usize| {
+            let count = self.panels.len();
+            let panels = &self.panels[count * i / parts..count * (i + 1) / parts];
+            // SAFETY: `c` holds (m − 1)·ldc + n values (asserted above) and is borrowed
+            // mutably for this call; the parts' panels are disjoint column ranges, so no two
+            // tasks touch the same value.
+            #[allow(unsafe_code)]
+            unsafe {
+                self.panels_product(out.get(), ldc, a, m, epi, residual, panels)
+            }
+        };
+        if parts == 1 {
+            share(0);
+        } else {
+            use rayon::prelude::*;
+            (0..parts).into_par_iter().with_max_len(1).for_each(share);
         }
     }
 
-    /// Rows `r0..r0 + m` of [`PackedB::product`] (checked there): every depth block, each one
-    /// panel after another over the block's rows.
-    #[allow(clippy::too_many_arguments)]
-    fn block_product(
+    /// The columns of `panels` of [`PackedB::product`] (checked there), in blocks of rows.
+    ///
+    /// # Safety
+    /// `c` must be valid for reads and writes of `(m − 1)·ldc + n` values, and no one else may
+    /// read or write the columns of `panels` in them while this runs.
+    #[allow(unsafe_code, clippy::too_many_arguments)]
+    unsafe fn panels_product(
         &self,
-        c: &mut [f32],
+        c: *mut f32,
         ldc: usize,
         a: Lhs<'_>,
-        r0: usize,
         m: usize,
-        kc_max: usize,
         epi: Epilogue,
         residual: Option<&[f32]>,
+        panels: &[Panel],
+    ) {
+        let kc_max = (BLOCK_FLOATS / self.isa.tile().1).max(1);
+        // A partial panel of columns runs on a copy of its part of `c`, `edge_c`.
+        let mut edge_c = [0f32; 12 * 32];
+        let block = row_block(a.lda, kc_max.min(a.seg));
+        for r0 in (0..m).step_by(block) {
+            let rows = block.min(m - r0);
+            let part = Part {
+                r0,
+                m: rows,
+                kc_max,
+                epi,
+                residual,
+                panels,
+            };
+            // SAFETY: rows r0..r0 + rows of what the caller guarantees.
+            unsafe { self.block_product(c, ldc, a, &part, &mut edge_c) };
+        }
+    }
+
+    /// One [`Part`] of [`PackedB::product`]: every depth block, each one panel after another
+    /// over the part's rows.
+    ///
+    /// # Safety
+    /// As [`PackedB::panels_product`], for rows `part.r0..part.r0 + part.m`.
+    #[allow(unsafe_code)]
+    unsafe fn block_product(
+        &self,
+        c: *mut f32,
+        ldc: usize,
+        a: Lhs<'_>,
+        part: &Part<'_>,
         edge_c: &mut [f32; 12 * 32],
     ) {
         let (k, n, lda) = (self.k, self.n, a.lda);
-        let c = &mut c[r0 * ldc..];
+        let Part {
+            r0,
+            m,
+            kc_max,
+            epi,
+            residual,
+            panels,
+        } = *part;
+        // SAFETY: row r0 is inside `c` (the caller's rows).
+        let c = unsafe { c.add(r0 * ldc) };
         let residual = residual.map(|r| &r[r0 * ldc..]);
         for block in a.blocks(kc_max) {
             let (k0, kc) = (block.k0, block.kc());
@@ -378,7 +476,7 @@ impl PackedB {
             };
             for g0 in (0..m).step_by(group) {
                 let g1 = m.min(g0 + group);
-                for panel in &self.panels {
+                for panel in panels {
                     let (mr, nr) = panel.isa.tile();
                     let kernels = kernels(panel.isa);
                     let b = &self.data[panel.offset + k0 * nr..][..kc * nr];
@@ -411,36 +509,56 @@ impl PackedB {
                             // values and `start.row` nr (sliced above); the tile's last element of
                             // `c` (and of the residual, laid out as `c`), (t + rows − 1)·ldc +
                             // col + nr − 1, is at most (m − 1)·ldc + n − 1 < c.len() (asserted
-                            // above); the kernel computes `rows` rows of the panel's `nr`, and its
+                            // by the caller); the kernel computes `rows` rows of the panel's `nr`, and its
                             // features were detected at run time when the ISA was chosen (AVX2's
                             // with AVX-512's).
-                            #[allow(unsafe_code)]
                             unsafe {
-                                let c = c.as_mut_ptr().add(at);
                                 let s = start(res, add_c);
-                                kernel(block.steps, a_at, lda, b.as_ptr(), c, ldc, &s)
+                                kernel(block.steps, a_at, lda, b.as_ptr(), c.add(at), ldc, &s)
                             };
                         } else {
                             let tile = &mut edge_c[..rows * nr];
                             tile.fill(0.0);
                             // The residual comes in as the tile's sums so far.
-                            let from = res.map_or(&*c, |r| r);
-                            if add_c || res.is_some() {
-                                for r in 0..rows {
-                                    tile[r * nr..][..cols]
-                                        .copy_from_slice(&from[at + r * ldc..][..cols]);
+                            for r in 0..rows {
+                                let dst = &mut tile[r * nr..][..cols];
+                                match res {
+                                    Some(res) => dst.copy_from_slice(&res[at + r * ldc..][..cols]),
+                                    // SAFETY: the tile's row r, columns col..col + cols, is
+                                    // inside `c` and this panel's (the caller's bounds).
+                                    None if add_c => unsafe {
+                                        std::ptr::copy_nonoverlapping(
+                                            c.add(at + r * ldc),
+                                            dst.as_mut_ptr(),
+                                            cols,
+                                        )
+                                    },
+                                    None => {}
                                 }
                             }
                             // SAFETY: as above for `a_tile`, `b` and `start`; `tile` holds `rows`
                             // rows of nr.
-                            #[allow(unsafe_code)]
                             unsafe {
-                                let c = tile.as_mut_ptr();
                                 let s = start(std::ptr::null(), add_c || res.is_some());
-                                kernel(block.steps, a_at, lda, b.as_ptr(), c, nr, &s)
+                                kernel(
+                                    block.steps,
+                                    a_at,
+                                    lda,
+                                    b.as_ptr(),
+                                    tile.as_mut_ptr(),
+                                    nr,
+                                    &s,
+                                )
                             };
                             for r in 0..rows {
-                                c[at + r * ldc..][..cols].copy_from_slice(&tile[r * nr..][..cols]);
+                                // SAFETY: as for the copy in above.
+                                unsafe {
+                                    std::ptr::copy_nonoverlapping(
+                                        tile[r * nr..].as_ptr(),
+                                        c.add(at + r * ldc),
+                                        cols,
+                                    )
+                                };
                             }
                         }
                     }
@@ -743,7 +861,7 @@ mod tests {
 
     /// Every kernel this CPU runs gives the plain sum, on whole and partial tiles, depths past
     /// one block, several blocks of rows, strided rows of `a` and `c`, with and without adding
-    /// `c`, and clamped.
+    /// `c`, clamped, and with the columns shared out over several tasks.
     #[test]
     fn packed_products_equal_the_plain_sum() {
         let shapes = [
@@ -785,6 +903,14 @@ mod tests {
                     packed.apply(&mut got, ldc, &a, lda, m, epi);
                     let at = format!("{isa:?} {m}×{k}×{n} {epi:?}");
                     assert_close(&got, &want, &before, (m, k, n, ldc), &at);
+                    // The columns shared out over tasks (more than the panels, too).
+                    for parts in [2, 3, 9] {
+                        let mut got = before.clone();
+                        let lhs = Lhs::rows(&a, lda, k);
+                        packed.product_split(&mut got, ldc, lhs, m, epi, None, parts);
+                        let at = format!("{at} in {parts} parts");
+                        assert_close(&got, &want, &before, (m, k, n, ldc), &at);
+                    }
                 }
             }
         }
