@@ -504,14 +504,14 @@ impl PackedB {
                         let at = t * ldc + panel.col;
                         if cols == nr {
                             let res = res.map_or(std::ptr::null(), |r| r[at..].as_ptr());
-                            // SAFETY: `a_tile` holds `rows` rows at stride lda of each tap's `steps`
-                            // values from `d` (`Block::span`), `b` kc·nr
-                            // values and `start.row` nr (sliced above); the tile's last element of
-                            // `c` (and of the residual, laid out as `c`), (t + rows − 1)·ldc +
-                            // col + nr − 1, is at most (m − 1)·ldc + n − 1 < c.len() (asserted
-                            // by the caller); the kernel computes `rows` rows of the panel's `nr`, and its
-                            // features were detected at run time when the ISA was chosen (AVX2's
-                            // with AVX-512's).
+                            // SAFETY: `a_tile` holds `rows` rows at stride lda of each
+                            // tap's `steps` values from `d` (`Block::span`), `b` kc·nr values
+                            // and `start.row` nr (sliced above); the tile's last element of `c`
+                            // (and of the residual, laid out as `c`), (t + rows − 1)·ldc + col
+                            // + nr − 1, is at most (m − 1)·ldc + n − 1, inside the caller's
+                            // rows of `c` and this panel's columns; the kernel computes `rows`
+                            // rows of the panel's `nr`, and its features were detected at run
+                            // time when the ISA was chosen (AVX2's with AVX-512's).
                             unsafe {
                                 let s = start(res, add_c);
                                 kernel(block.steps, a_at, lda, b.as_ptr(), c.add(at), ldc, &s)
@@ -536,8 +536,8 @@ impl PackedB {
                                     None => {}
                                 }
                             }
-                            // SAFETY: as above for `a_tile`, `b` and `start`; `tile` holds `rows`
-                            // rows of nr.
+                            // SAFETY: as above for `a_tile`, `b` and `start`; `tile` holds
+                            // `rows` rows of nr.
                             unsafe {
                                 let s = start(std::ptr::null(), add_c || res.is_some());
                                 kernel(
@@ -551,7 +551,7 @@ impl PackedB {
                                 )
                             };
                             for r in 0..rows {
-                                // SAFETY: as for the copy in above.
+                                // SAFETY: as for the copy into the tile above.
                                 unsafe {
                                     std::ptr::copy_nonoverlapping(
                                         tile[r * nr..].as_ptr(),
