@@ -664,57 +664,19 @@ mod kernels {
                             prefetch(start.res.add($r * ldc + 2 * $lanes - 1));
                         )*
                     }
-                    // Each tap's `kc` steps in turn, `b` read on through them. One tap (most
-                    // products) has a loop of its own: inside the loop over taps, the deep
-                    // unfolded 3×3 products ran 6-10 % slower.
-                    if start.ntaps == 1 {
-                        let a = a.add(*start.taps);
-                        // Four steps per iteration: the row addresses are computed once for all
-                        // four (the steps differ by a constant displacement).
-                        let mut step = 0;
-                        while step + 4 <= kc {
-                            let bp = b.add(step * 2 * $lanes);
-                            $(
-                                let ap = a.add($r * lda + step);
-                                let (a0, a1, a2, a3) = (
-                                    $set1(*ap),
-                                    $set1(*ap.add(1)),
-                                    $set1(*ap.add(2)),
-                                    $set1(*ap.add(3)),
-                                );
-                                $x = $fma(a0, $load(bp), $x);
-                                $y = $fma(a0, $load(bp.add($lanes)), $y);
-                                $x = $fma(a1, $load(bp.add(2 * $lanes)), $x);
-                                $y = $fma(a1, $load(bp.add(3 * $lanes)), $y);
-                                $x = $fma(a2, $load(bp.add(4 * $lanes)), $x);
-                                $y = $fma(a2, $load(bp.add(5 * $lanes)), $y);
-                                $x = $fma(a3, $load(bp.add(6 * $lanes)), $x);
-                                $y = $fma(a3, $load(bp.add(7 * $lanes)), $y);
-                            )*
-                            step += 4;
-                        }
-                        while step < kc {
-                            let b0 = $load(b.add(step * 2 * $lanes));
-                            let b1 = $load(b.add(step * 2 * $lanes + $lanes));
-                            let ap = a.add(step);
-                            $(
-                                let av = $set1(*ap.add($r * lda));
-                                $x = $fma(av, b0, $x);
-                                $y = $fma(av, b1, $y);
-                            )*
-                            step += 1;
-                        }
-                    } else {
-                        for tap in 0..start.ntaps {
-                            let a = a.add(*start.taps.add(tap));
-                            let b = b.add(tap * kc * 2 * $lanes);
+                    // The tap's rows of `a`, and its steps of `b`, that `steps!` reads (a macro's
+                    // locals resolve where it is defined).
+                    let (mut ta, mut tb): (*const f32, *const f32);
+                    // `kc` steps from `ta` and `tb`, accumulated.
+                    macro_rules! steps {
+                        () => {
                             // Four steps per iteration: the row addresses are computed once for all
                             // four (the steps differ by a constant displacement).
                             let mut step = 0;
                             while step + 4 <= kc {
-                                let bp = b.add(step * 2 * $lanes);
+                                let bp = tb.add(step * 2 * $lanes);
                                 $(
-                                    let ap = a.add($r * lda + step);
+                                    let ap = ta.add($r * lda + step);
                                     let (a0, a1, a2, a3) = (
                                         $set1(*ap),
                                         $set1(*ap.add(1)),
@@ -733,9 +695,9 @@ mod kernels {
                                 step += 4;
                             }
                             while step < kc {
-                                let b0 = $load(b.add(step * 2 * $lanes));
-                                let b1 = $load(b.add(step * 2 * $lanes + $lanes));
-                                let ap = a.add(step);
+                                let b0 = $load(tb.add(step * 2 * $lanes));
+                                let b1 = $load(tb.add(step * 2 * $lanes + $lanes));
+                                let ap = ta.add(step);
                                 $(
                                     let av = $set1(*ap.add($r * lda));
                                     $x = $fma(av, b0, $x);
@@ -743,6 +705,19 @@ mod kernels {
                                 )*
                                 step += 1;
                             }
+                        };
+                    }
+                    // Each tap's `kc` steps in turn, `b` read on through them. One tap (most
+                    // products) has a loop of its own: inside the loop over taps, the deep
+                    // unfolded 3×3 products ran 6-10 % slower.
+                    if start.ntaps == 1 {
+                        (ta, tb) = (a.add(*start.taps), b);
+                        steps!();
+                    } else {
+                        for tap in 0..start.ntaps {
+                            ta = a.add(*start.taps.add(tap));
+                            tb = b.add(tap * kc * 2 * $lanes);
+                            steps!();
                         }
                     }
                     if start.add_c {
