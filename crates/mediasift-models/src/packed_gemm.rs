@@ -135,17 +135,16 @@ impl<'a> Lhs<'a> {
         } else {
             (1, kc_max)
         };
+        // group ≥ 1: 1.5·kc_max / seg ≥ 1.5 when seg ≤ kc_max.
         let taps = self.taps;
-        taps.chunks(group.max(1))
-            .enumerate()
-            .flat_map(move |(g, taps)| {
-                (0..seg).step_by(piece).map(move |d| Block {
-                    k0: g * group.max(1) * seg + d,
-                    d,
-                    steps: piece.min(seg - d),
-                    taps,
-                })
+        taps.chunks(group).enumerate().flat_map(move |(g, taps)| {
+            (0..seg).step_by(piece).map(move |d| Block {
+                k0: g * group * seg + d,
+                d,
+                steps: piece.min(seg - d),
+                taps,
             })
+        })
     }
 }
 
