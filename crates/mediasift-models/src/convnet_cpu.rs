@@ -32,6 +32,7 @@ use rayon::prelude::*;
 use crate::conv::Activation;
 use crate::depthwise3x3;
 use crate::packed_gemm::{Epilogue, Lhs, PackedB};
+use crate::team;
 
 /// Floats of unfolded input plus output a dense chunk aims to keep in cache (1 MiB; measured
 /// with OpenBLAS products, which repacked the weights per chunk: 64 Ki floats were ~4-7 %
@@ -153,7 +154,7 @@ pub(crate) fn batch<R: Send>(
     let rest = &images[whole..];
     if !rest.is_empty() {
         let image = &image;
-        out.extend(rayon::scope(|_| {
+        out.extend(team::with_team(|| {
             rest.iter()
                 .map(|x| with_maps(|m| image(x, m, true)))
                 .collect::<Vec<R>>()
@@ -187,9 +188,9 @@ fn bands(
         return f(0..rows, out);
     }
     let per = rows.div_ceil(threads);
-    out.par_chunks_mut(per * row)
-        .enumerate()
-        .for_each(|(i, o)| f(i * per..i * per + o.len() / row, o));
+    team::for_each_item(out.chunks_mut(per * row).collect(), |i, o| {
+        f(i * per..i * per + o.len() / row, o)
+    });
 }
 
 /// `x` into `out` with a border of `p` zero pixels on every side (`(h + 2p) × (w + 2p) × c`).
@@ -762,7 +763,7 @@ mod tests {
     /// Every path (1×1 direct, 1×1 strided, k×k unfolded with padding, 7×7 with 3 input
     /// channels, depthwise strided and not; each activation; with and without a residual, and
     /// a dense one added onto the shortcut in place;
-    /// whole image and rows split over the pool) against candle's conv2d on random data.
+    /// whole image and split over a team) against candle's conv2d on random data.
     #[test]
     fn matches_candles_conv2d() {
         let dev = Device::Cpu;
@@ -821,7 +822,15 @@ mod tests {
                 [(false, false), (true, false), (false, true), (true, true)]
             {
                 let mut out = Map::default();
-                conv.run(&input, &mut out, with_residual.then_some(&residual), split);
+                // Split as an image at batch 1 splits, over a spinning team.
+                let run = |out: &mut Map| {
+                    conv.run(&input, out, with_residual.then_some(&residual), split)
+                };
+                if split {
+                    team::with_team(|| run(&mut out));
+                } else {
+                    run(&mut out);
+                }
                 let expected = if with_residual {
                     (&y + &r).unwrap()
                 } else {
@@ -839,7 +848,7 @@ mod tests {
                 );
                 if with_residual && groups == 1 {
                     let mut acc = residual.clone();
-                    conv.run_onto(&input, &mut acc, split);
+                    team::with_team(|| conv.run_onto(&input, &mut acc, split));
                     let d = max_diff(&acc, &expected.squeeze(0).unwrap());
                     assert!(
                         d < 1e-3,

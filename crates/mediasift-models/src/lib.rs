@@ -39,6 +39,7 @@ mod pillow;
 mod simd_sets;
 mod slice_gemm;
 mod store;
+mod team;
 mod text_embedding;
 mod torch_legacy;
 mod transformer_cpu;

@@ -394,8 +394,7 @@ impl PackedB {
         if parts == 1 {
             share(0);
         } else {
-            use rayon::prelude::*;
-            (0..parts).into_par_iter().with_max_len(1).for_each(share);
+            crate::team::for_each(parts, &share);
         }
     }
 
