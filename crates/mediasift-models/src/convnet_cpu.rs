@@ -144,13 +144,10 @@ pub(crate) fn batch<R: Send>(
         .with_max_len(1)
         .map(|x| with_maps(|m| image(x, m, false)))
         .collect();
-    // Split images scale poorly (one fork-join per layer, 52 for MobileNetV2, on layers of
-    // 30-200 µs): a second thread adds 13-28 % at batch 1 for MobileNetV2 and 24-40 % for
-    // open_nsfw (two machines), against 2.0x for whole images per thread. They run on a pool
-    // thread, so that each layer's split is a join inside the pool, where the other thread is
-    // still looking for work, and not a job injected from outside with the caller asleep on a
-    // lock until it is done (MobileNetV2 at batch 1: 136 -> 149 img/s here, the means of
-    // three alternating runs).
+    // Split images have one parallel step per layer (52 for MobileNetV2, on layers of 30-200
+    // µs). As rayon joins, a second thread added 13-28 % at batch 1 for MobileNetV2 and 24-47 %
+    // for open_nsfw (three machines), against 2.0x for whole images per thread; over a team
+    // that spins between the layers (`team`), 53-68 % and 70 % on a 2-vCPU Xeon.
     let rest = &images[whole..];
     if !rest.is_empty() {
         let image = &image;
