@@ -819,15 +819,9 @@ mod tests {
                 [(false, false), (true, false), (false, true), (true, true)]
             {
                 let mut out = Map::default();
-                // Split as an image at batch 1 splits, over a spinning team.
-                let run = |out: &mut Map| {
-                    conv.run(&input, out, with_residual.then_some(&residual), split)
-                };
-                if split {
-                    team::with_team(|| run(&mut out));
-                } else {
-                    run(&mut out);
-                }
+                // Inside a team, as an image at batch 1 runs (split or not, every layer).
+                let res = with_residual.then_some(&residual);
+                team::with_team(|| conv.run(&input, &mut out, res, split));
                 let expected = if with_residual {
                     (&y + &r).unwrap()
                 } else {

@@ -175,11 +175,13 @@ impl Block<'_> {
 /// next `steps` rows of `b`.
 type Kernel = unsafe fn(usize, *const f32, usize, *const f32, *mut f32, usize, &Start);
 
-/// Floats of the `KC × NR` block of `b` one pass over `c` reads for every row tile: half of
-/// this CPU's L1 data cache, so that it stays there (16 KiB on 32 KiB: Zen 3 and 4). With
+/// Floats of the `KC × NR` block of `b` one pass over `c` reads for every row tile (and the
+/// most a depth block of all panels may hold for tile-major order): half of this CPU's L1
+/// data cache, so that it stays there (16 KiB on 32 KiB: Zen 3 and 4). With
 /// 48 KiB (a Xeon with AVX-512), 24 KiB blocks (a depth of 192 a pass, not 128) took open_nsfw
 /// at batch 32 from a median of 104.9 to 107.6 img/s over eight runs of each binary in turn
-/// (the new one faster in seven); MobileNetV2 moved within its noise (median 276 -> 284).
+/// (the new one faster in seven); MobileNetV2 moved within its noise (median 276 -> 284), and
+/// the tile-major limit's move from 16 to 24 KiB left both within it (three runs each).
 fn block_floats() -> usize {
     static FLOATS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *FLOATS.get_or_init(|| l1d_bytes().unwrap_or(32 << 10).clamp(16 << 10, 64 << 10) / 8)
@@ -204,10 +206,6 @@ fn l1d_bytes() -> Option<usize> {
 /// Floats of `a` that one block of rows reads for each panel of `b` in turn (256 KiB, half of
 /// the smallest L2 we run on): past it, every panel would stream the rows from L3 again.
 const ROW_BLOCK_FLOATS: usize = 1 << 16;
-
-/// Floats of a depth block of `b` (all panels) small enough to stay in L1 (32 KiB) while one
-/// tile's rows run through every panel.
-const SMALL_B_FLOATS: usize = 4096;
 
 /// Rows of `a` per block (a whole number of tiles of 12 and of 6 rows) when a depth block
 /// reads `min(lda, kc)` new values a row.
@@ -481,15 +479,15 @@ impl PackedB {
         // SAFETY: row r0 is inside `c` (the caller's rows).
         let c = unsafe { c.add(r0 * ldc) };
         let residual = residual.map(|r| &r[r0 * ldc..]);
+        let rows_a = &a.data[r0 * lda..];
         for block in a.blocks(kc_max) {
             let (k0, kc) = (block.k0, block.kc());
-            let a = &a.data[r0 * lda..];
-            // Where this block of `b` fits in L1 with room to spare, one tile's rows run
+            // Where a depth block of `b` (all panels) fits in a pass's share of L1, one tile's rows run
             // through every panel before the next rows: `c` (and the residual) then stream
             // row after row instead of one panel's columns at a time down all the rows
             // (open_nsfw's 32-deep 1×1 onto a 56×56×128 shortcut, one image per core of a
             // Zen 3: 39-42 -> 47 GFLOP/s; the whole network ~45 -> ~49 img/s, noisy).
-            let group = if kc * self.bias.len() <= SMALL_B_FLOATS {
+            let group = if kc * self.bias.len() <= block_floats() {
                 12
             } else {
                 m
@@ -519,7 +517,7 @@ impl PackedB {
                     for t in (g0..g1).step_by(mr) {
                         let rows = mr.min(g1 - t);
                         let kernel = kernels[rows - 1];
-                        let a_tile = &a[t * lda..][..block.span(rows, lda)];
+                        let a_tile = &rows_a[t * lda..][..block.span(rows, lda)];
                         let a_at = a_tile[block.d..].as_ptr();
                         let at = t * ldc + panel.col;
                         if cols == nr {
